@@ -1,0 +1,226 @@
+"""Typed wrappers over the Lua scripts: one method per script, keys built in one place.
+
+``SCRIPT_KEYS`` is the only place that knows the order of each script's fixed KEYS; a test
+checks it against the names each script binds (``local high, normal = KEYS[1], KEYS[2]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from conveyor import serde
+from conveyor.broker import scripts
+from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
+from conveyor.broker.keys import Keys, QueueKeys
+from conveyor.job import ClaimedJob, NewJob
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from conveyor.settings import Settings
+
+SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
+    "enqueue": ("high", "normal", "low", "delayed", "marker", "events"),
+    "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held"),
+    "complete": ("active", "events", "held"),
+    "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held", "uniquekey"),
+    "release": ("jobkey", "active", "high", "normal", "low", "marker", "events", "held"),
+    "renew": ("active",),
+    "reap": ("active", "high", "normal", "low", "dead", "marker", "events", "held"),
+    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "uniquekey"),
+    "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
+    "delete": ("dead", "delayed", "high", "normal", "low", "events"),
+    "pause": ("meta", "marker", "events"),
+}
+CLAIM_FIELDS = 12
+CANCEL_CHANNEL = "cancel"
+
+
+def fixed_keys(
+    script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str = "", unique: str | None = None
+) -> list[str]:
+    """The fixed KEYS of ``script`` for queue ``qk``, in the script's order."""
+    by_name = {
+        "high": qk.ready("high"), "normal": qk.ready("normal"), "low": qk.ready("low"),
+        "delayed": qk.delayed, "active": qk.active, "dead": qk.dead, "marker": qk.marker,
+        "events": qk.events, "meta": qk.meta, "held": qk.worker_jobs(worker_id),
+        "jobkey": qk.job(job_id), "uniquekey": unique or qk.no_unique,
+    }
+    return [by_name[name] for name in SCRIPT_KEYS[script]]
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    id: str
+    status: str
+    created: bool
+    existing_fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    wait_ms: int  # until the next delayed job is due; -1 = none
+    jobs: list[ClaimedJob]
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    job_id: str
+    token: int
+    result_json: str
+    unique_key: str | None
+
+
+class Broker:
+    """Runs each state transition as one script call. Owns no state but the script objects."""
+
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self.scripts = scripts.register_all(redis)
+        self.maxlen = settings.events_maxlen
+
+    def qk(self, queue: str) -> QueueKeys:
+        return self.keys.queue(queue)
+
+    async def _run(self, name: str, keys: list[str], args: Sequence[Any], client: Any = None) -> Any:
+        return await self.scripts[name](keys=keys, args=list(args), client=client)
+
+    async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[Enqueued]:
+        """Submit jobs of one queue atomically (all or none)."""
+        qk = self.qk(queue)
+        keys = fixed_keys("enqueue", qk)
+        args: list[Any] = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue]
+        for job in jobs:
+            unique = qk.unique(job.idempotency_key) if job.idempotency_key else qk.no_unique
+            keys += [qk.job(job.id), unique]
+            args += [
+                job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
+                job.max_attempts, job.timeout,
+                job.fingerprint if job.idempotency_key else "", job.meta_json,
+            ]
+        raw = await self._run("enqueue", keys, args)
+        out = []
+        for i in range(0, len(raw), 3):
+            if int(raw[i + 2]) == 1:
+                out.append(Enqueued(raw[i], raw[i + 1], True))
+            else:
+                existing_id, _, fingerprint = str(raw[i + 1]).partition(" ")
+                out.append(Enqueued(existing_id, "", False, fingerprint))
+        return out
+
+    async def claim(self, queue: str, worker_id: str, count: int, client: Any = None) -> ClaimResult:
+        qk = self.qk(queue)
+        raw = await self._run(
+            "claim",
+            fixed_keys("claim", qk, worker_id=worker_id),
+            [count, int(self.settings.lease_seconds * 1000), worker_id, self.maxlen,
+             qk.job_prefix, 1000],
+            client,
+        )
+        jobs = []
+        for i in range(int(raw[1])):
+            f = raw[2 + i * CLAIM_FIELDS: 2 + (i + 1) * CLAIM_FIELDS]
+            jobs.append(ClaimedJob(
+                id=f[0], queue=queue, attempt=int(f[1]), type=f[2], args=serde.loads(f[3]) or {},
+                max_attempts=int(f[4]), timeout=float(f[5]), priority=f[6],
+                created_ms=int(f[7]), failures=int(f[8]), due_ms=int(f[9]),
+                meta=serde.loads(f[10]) or {}, unique_key=f[11] or None,
+            ))
+        return ClaimResult(int(raw[0]), jobs)
+
+    async def complete(
+        self, queue: str, worker_id: str, items: Sequence[Completion], client: Any = None
+    ) -> list[int]:
+        """Complete jobs of one queue in one call; returns 1 or a ``Code`` per job."""
+        qk = self.qk(queue)
+        keys = fixed_keys("complete", qk, worker_id=worker_id)
+        args: list[Any] = [
+            self.maxlen, int(self.settings.result_ttl_seconds * 1000),
+            int(self.settings.release_unique_on_finish),
+        ]
+        for c in items:
+            keys += [qk.job(c.job_id), c.unique_key or qk.no_unique]
+            args += [c.job_id, c.token, c.result_json]
+        return [int(x) for x in await self._run("complete", keys, args, client)]
+
+    async def fail(
+        self, job: ClaimedJob, worker_id: str, error: dict[str, Any], delay_ms: int
+    ) -> tuple[FailOutcome | Code, int]:
+        """Record a failed attempt; ``delay_ms`` < 0 means no retry (see ``codes``)."""
+        qk = self.qk(job.queue)
+        code, due = await self._run(
+            "fail",
+            fixed_keys("fail", qk, worker_id=worker_id, job_id=job.id, unique=job.unique_key),
+            [job.id, job.attempt, serde.dumps(error), delay_ms, self.maxlen,
+             int(self.settings.release_unique_on_finish),
+             int(self.settings.result_ttl_seconds * 1000)],
+        )
+        return _outcome(int(code), FailOutcome), int(due)
+
+    async def release(self, job: ClaimedJob, worker_id: str, reason: str) -> int:
+        qk = self.qk(job.queue)
+        return int(await self._run(
+            "release",
+            fixed_keys("release", qk, worker_id=worker_id, job_id=job.id),
+            [job.id, job.attempt, self.maxlen, reason],
+        ))
+
+    async def renew(
+        self, queue: str, leases: Sequence[tuple[str, int]]
+    ) -> tuple[list[str], list[str]]:
+        """Extend leases; returns (ids whose lease is lost, ids whose cancel was requested)."""
+        qk = self.qk(queue)
+        keys = fixed_keys("renew", qk) + [qk.job(job_id) for job_id, _ in leases]
+        args: list[Any] = [int(self.settings.lease_seconds * 1000)]
+        for job_id, token in leases:
+            args += [job_id, token]
+        raw = await self._run("renew", keys, args)
+        split = raw.index("|")
+        return list(raw[:split]), list(raw[split + 1:])
+
+    async def reap(self, queue: str, dead_worker: str = "") -> tuple[int, int]:
+        """Requeue expired leases (and a dead worker's jobs); returns (requeued, dead)."""
+        qk = self.qk(queue)
+        requeued, dead = await self._run(
+            "reap",
+            fixed_keys("reap", qk, worker_id=dead_worker),
+            [qk.job_prefix, self.maxlen, self.settings.poison_threshold, dead_worker, 1000],
+        )
+        return int(requeued), int(dead)
+
+    async def cancel(self, queue: str, job_id: str, unique: str | None) -> tuple[int, str]:
+        qk = self.qk(queue)
+        code, status = await self._run(
+            "cancel",
+            fixed_keys("cancel", qk, job_id=job_id, unique=unique),
+            [job_id, self.maxlen, int(self.settings.result_ttl_seconds * 1000),
+             int(self.settings.release_unique_on_finish), self.cancel_channel],
+        )
+        return _outcome(int(code), CancelOutcome), str(status)
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.keys.glob.tag}:{CANCEL_CHANNEL}"
+
+    async def retry(self, queue: str, job_id: str) -> tuple[int, str]:
+        qk = self.qk(queue)
+        code, status = await self._run(
+            "retry", fixed_keys("retry", qk, job_id=job_id), [job_id, self.maxlen]
+        )
+        return int(code), str(status)
+
+    async def delete(self, queue: str, job_ids: Sequence[str]) -> list[int]:
+        qk = self.qk(queue)
+        keys = fixed_keys("delete", qk) + [qk.job(j) for j in job_ids]
+        return [int(x) for x in await self._run("delete", keys, [self.maxlen, *job_ids])]
+
+    async def pause(self, queue: str, paused: bool) -> None:
+        await self._run("pause", fixed_keys("pause", self.qk(queue)), [int(paused), self.maxlen])
+
+
+def _outcome(code: int, enum: type[FailOutcome] | type[CancelOutcome]) -> Any:
+    return Code(code) if code < 0 else enum(code)

@@ -1,0 +1,167 @@
+"""Every Redis key name Conveyor uses, and nothing else builds key strings.
+
+Layout (``cv`` is the prefix, ``q`` a queue name)::
+
+    {cv:q}:high | :normal | :low   LIST   ready job ids; LPUSH on submit, RPOP on claim (FIFO)
+    {cv:q}:delayed                 ZSET   job id -> due time (ms)
+    {cv:q}:active                  ZSET   job id -> lease deadline (ms)
+    {cv:q}:dead                    ZSET   job id -> time of death (ms), the dead-letter queue
+    {cv:q}:job:<id>                HASH   the job (see broker/lua/enqueue.lua for the fields)
+    {cv:q}:events                  STREAM every transition of every job of the queue
+    {cv:q}:marker                  ZSET   wake-up marker idle workers block on (BZPOPMIN)
+    {cv:q}:meta                    HASH   queue settings (``paused``)
+    {cv:q}:unique:<key>            STRING idempotency key -> job id, with a TTL
+    {cv:q}:wjobs:<worker>          SET    ids a worker holds leases on (for the reaper)
+
+Global keys share the tag ``{cv}`` so the few scripts that touch several of them stay on one
+Cluster slot::
+
+    {cv}:queues                    SET    every queue ever used
+    {cv}:workers                   ZSET   worker id -> last heartbeat (ms, Redis time)
+    {cv}:worker:<id>               HASH   worker info (host, pid, queues, counts, current jobs)
+    {cv}:catalog                   HASH   job type -> JSON (queue, schema, defaults)
+
+The per-queue hash tag puts every key of a queue in one slot, so each script runs unchanged on
+Redis Cluster. Two scripts (claim, reap) must name job hashes they only learn while running
+(ids popped from a list); they receive the job key *prefix* ``{cv:q}:job:`` and append the id.
+That key is in the same slot by construction, which is what Cluster requires.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from conveyor.errors import InvalidName
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+PRIORITIES = ("high", "normal", "low")
+
+
+def check_name(kind: str, value: object) -> str:
+    """Return ``value`` if it is a valid queue/tenant/key name, else raise ``InvalidName``."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise InvalidName(
+            kind,
+            f"{kind} {value!r} is not a valid name: use 1 to 64 characters from "
+            "A-Z a-z 0-9 _ . - (braces would move the key to another Cluster slot)",
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Key names of one queue."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}:{self.queue}}}"
+
+    def ready(self, priority: str) -> str:
+        return f"{self.tag}:{priority}"
+
+    @property
+    def ready_all(self) -> tuple[str, str, str]:
+        return (self.ready("high"), self.ready("normal"), self.ready("low"))
+
+    @property
+    def delayed(self) -> str:
+        return f"{self.tag}:delayed"
+
+    @property
+    def active(self) -> str:
+        return f"{self.tag}:active"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.tag}:dead"
+
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:events"
+
+    @property
+    def marker(self) -> str:
+        return f"{self.tag}:marker"
+
+    @property
+    def meta(self) -> str:
+        return f"{self.tag}:meta"
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.tag}:job:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.tag}:job:{job_id}"
+
+    def unique(self, key: str) -> str:
+        return f"{self.tag}:unique:{key}"
+
+    @property
+    def no_unique(self) -> str:
+        """Placeholder passed where a script takes a unique key but the job has none."""
+        return f"{self.tag}:unique:"
+
+    def worker_jobs(self, worker_id: str) -> str:
+        return f"{self.tag}:wjobs:{worker_id}"
+
+
+@dataclass(frozen=True)
+class GlobalKeys:
+    """Key names that belong to no queue."""
+
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        return f"{{{self.prefix}}}"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.tag}:queues"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.tag}:workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.tag}:worker:{worker_id}"
+
+    @property
+    def catalog(self) -> str:
+        return f"{self.tag}:catalog"
+
+    def ratelimit(self, name: str) -> str:
+        return f"{self.tag}:rl:{name}"
+
+    def lock(self, name: str) -> str:
+        return f"{self.tag}:lock:{name}"
+
+    @property
+    def api_keys(self) -> str:
+        return f"{self.tag}:apikeys"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.tag}:schedules"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.tag}:leader"
+
+
+class Keys:
+    """Entry point: ``Keys("cv").queue("emails").ready("high")``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_name("prefix", prefix)
+        self.glob = GlobalKeys(prefix)
+
+    @cache  # noqa: B019 - a handful of queues per process; Keys lives as long as the app
+    def queue(self, name: str) -> QueueKeys:
+        return QueueKeys(self.prefix, check_name("queue", name))

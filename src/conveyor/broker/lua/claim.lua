@@ -1,0 +1,83 @@
+-- claim.lua: promote due delayed jobs, then lease up to K ready jobs, high before normal
+-- before low, oldest first within a priority.
+--
+-- KEYS[1]  ready list, high priority
+-- KEYS[2]  ready list, normal priority
+-- KEYS[3]  ready list, low priority
+-- KEYS[4]  delayed ZSET
+-- KEYS[5]  active ZSET (job id -> lease deadline ms)
+-- KEYS[6]  marker ZSET
+-- KEYS[7]  events STREAM
+-- KEYS[8]  queue meta HASH (field 'paused')
+-- KEYS[9]  SET of ids the claiming worker holds
+--
+-- ARGV[1]  K, the most jobs to lease
+-- ARGV[2]  lease length in ms
+-- ARGV[3]  worker id
+-- ARGV[4]  events stream MAXLEN
+-- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
+-- ARGV[6]  most delayed jobs to promote in this call
+--
+-- Returns {wait_ms, n, then 12 entries per job: id, attempt (the lease/fencing token),
+--          type, args, max_attempts, timeout, priority, created, failures, due, meta, ukey}
+-- wait_ms: ms until the next delayed job is due (-1 when none, or the queue is paused).
+-- @include now_ms
+-- @include emit
+-- @include wake
+-- @include ready_key
+
+local high, normal, low = KEYS[1], KEYS[2], KEYS[3]
+local delayed, active, marker, events = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local meta, held = KEYS[8], KEYS[9]
+local want, lease, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local maxlen, prefix, promote_limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local now = now_ms()
+
+local due_ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote_limit)
+for _, id in ipairs(due_ids) do
+  redis.call('ZREM', delayed, id)
+  local jobkey = prefix .. id
+  local priority = redis.call('HGET', jobkey, 'priority')
+  if priority then
+    redis.call('LPUSH', ready_key(high, normal, low, priority), id)
+    redis.call('HSET', jobkey, 'status', 'queued')
+    emit(events, maxlen, jobkey, id, 'queued', 'queued', now,
+      {'type', redis.call('HGET', jobkey, 'type')})
+  end
+end
+
+if redis.call('HGET', meta, 'paused') == '1' then return {-1, 0} end
+
+local out = {0, 0}
+local got = 0
+for _, list in ipairs({high, normal, low}) do
+  while got < want do
+    local ids = redis.call('RPOP', list, want - got)
+    if not ids then break end
+    for _, id in ipairs(ids) do
+      local jobkey = prefix .. id
+      if redis.call('EXISTS', jobkey) == 1 then
+        local attempt = redis.call('HINCRBY', jobkey, 'attempt', 1)
+        redis.call('HSET', jobkey, 'status', 'active', 'worker', worker, 'started', now)
+        redis.call('ZADD', active, now + lease, id)
+        redis.call('SADD', held, id)
+        local f = redis.call('HMGET', jobkey, 'type', 'args', 'max_attempts', 'timeout',
+          'priority', 'created', 'failures', 'due', 'meta', 'ukey')
+        emit(events, maxlen, jobkey, id, 'active', 'active', now,
+          {'type', f[1], 'attempt', attempt, 'worker', worker})
+        out[#out + 1] = id
+        out[#out + 1] = attempt
+        for k = 1, 10 do out[#out + 1] = f[k] or '' end
+        got = got + 1
+      end
+    end
+  end
+end
+out[2] = got
+
+if redis.call('LLEN', high) + redis.call('LLEN', normal) + redis.call('LLEN', low) > 0 then
+  wake(marker, 0)
+end
+local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+if nxt[2] then out[1] = math.max(0, tonumber(nxt[2]) - now) else out[1] = -1 end
+return out

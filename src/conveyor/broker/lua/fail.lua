@@ -1,0 +1,68 @@
+-- fail.lua: record a failed attempt of a leased job, then retry it later, send it to the
+-- dead-letter queue, or end it canceled. Fenced by lease token.
+--
+-- KEYS[1]  job HASH
+-- KEYS[2]  active ZSET
+-- KEYS[3]  delayed ZSET
+-- KEYS[4]  dead ZSET
+-- KEYS[5]  events STREAM
+-- KEYS[6]  marker ZSET
+-- KEYS[7]  SET of ids the worker holds
+-- KEYS[8]  unique key (placeholder if none)
+--
+-- ARGV[1]  job id
+-- ARGV[2]  lease token (attempt)
+-- ARGV[3]  error of this attempt (JSON: type, message, traceback, worker, started, finished)
+-- ARGV[4]  retry delay in ms; -1 = no retry (non-retryable error); -2 = end canceled
+-- ARGV[5]  events stream MAXLEN
+-- ARGV[6]  '1' to release the idempotency key when the job ends, '0' to let its TTL run
+-- ARGV[7]  retention of canceled jobs in Redis, ms
+--
+-- Returns {code, due}: 1 retrying (due = ms of the next try), 2 dead, 3 canceled,
+-- -1 stale lease, -2 job missing.
+-- @include now_ms
+-- @include emit
+-- @include wake
+
+local jobkey, active, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local events, marker, held, uniquekey = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local id, token, err, delay = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local maxlen, release_unique, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local now = now_ms()
+
+redis.call('SREM', held, id)
+local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'max_attempts', 'worker')
+if not f[1] then return {-2, 0} end
+if f[1] ~= 'active' or f[2] ~= token then
+  redis.call('HINCRBY', jobkey, 'stale', 1)
+  return {-1, 0}
+end
+redis.call('ZREM', active, id)
+local common = {'type', f[3], 'attempt', token, 'worker', f[5], 'error', err}
+
+if delay == -2 then
+  redis.call('HSET', jobkey, 'status', 'canceled', 'finished', now, 'error', err)
+  redis.call('PEXPIRE', jobkey, retention)
+  if release_unique == '1' then redis.call('DEL', uniquekey) end
+  emit(events, maxlen, jobkey, id, 'canceled', 'canceled', now, common)
+  return {3, 0}
+end
+
+local failures = redis.call('HINCRBY', jobkey, 'failures', 1)
+redis.call('HSET', jobkey, 'error', err, 'error:' .. token, err)
+if delay >= 0 and failures < tonumber(f[4]) then
+  local due = now + delay
+  redis.call('HSET', jobkey, 'status', 'retrying', 'due', due)
+  redis.call('ZADD', delayed, due, id)
+  wake(marker, due)
+  common[#common + 1] = 'due'
+  common[#common + 1] = due
+  emit(events, maxlen, jobkey, id, 'retrying', 'retrying', now, common)
+  return {1, due}
+end
+
+redis.call('HSET', jobkey, 'status', 'dead', 'finished', now)
+redis.call('ZADD', dead, now, id)
+if release_unique == '1' then redis.call('DEL', uniquekey) end
+emit(events, maxlen, jobkey, id, 'dead', 'dead', now, common)
+return {2, 0}

@@ -1,0 +1,53 @@
+"""Loads the Lua scripts from ``lua/``, expanding ``-- @include name`` lines from
+``lua/includes/``. redis-py's ``AsyncScript`` runs them with EVALSHA and reloads on NOSCRIPT."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis.commands.core import AsyncScript
+
+LUA = resources.files("conveyor.broker") / "lua"
+INCLUDE_RE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
+HEADER_KEY_RE = re.compile(r"^-- KEYS\[(\d+)\]", re.MULTILINE)
+SCRIPT_NAMES = (
+    "enqueue", "claim", "complete", "fail", "release", "renew", "reap",
+    "cancel", "retry", "delete", "pause", "progress", "ratelimit", "lock",
+)
+
+
+@dataclass(frozen=True)
+class ScriptSource:
+    name: str
+    text: str
+
+    @property
+    def header_key_count(self) -> int:
+        """How many fixed KEYS the header documents."""
+        return len(HEADER_KEY_RE.findall(self.text))
+
+
+@cache
+def source(name: str) -> ScriptSource:
+    """The script's source with every include expanded in place."""
+    text = (LUA / f"{name}.lua").read_text()
+
+    def include(match: re.Match[str]) -> str:
+        return (LUA / "includes" / f"{match.group(1)}.lua").read_text()
+
+    return ScriptSource(name, INCLUDE_RE.sub(include, text))
+
+
+def available() -> list[str]:
+    return [n for n in SCRIPT_NAMES if (LUA / f"{n}.lua").is_file()]
+
+
+def register_all(client: object) -> dict[str, AsyncScript]:
+    """``client.register_script`` for every script; the objects are reused for pipelines."""
+    register = client.register_script  # type: ignore[attr-defined]
+    return {name: register(source(name).text) for name in available()}

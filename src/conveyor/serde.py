@@ -1,0 +1,57 @@
+"""JSON in and out, strictly: no pickle, no NaN/Infinity, no lone surrogates, bounded depth."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from conveyor.errors import NotJSON
+
+MAX_DEPTH = 32
+
+
+def check_json(value: Any, field: str = "args", depth: int = 0) -> None:
+    """Raise ``NotJSON`` naming the path of the first value JSON cannot carry faithfully."""
+    if depth > MAX_DEPTH:
+        raise NotJSON(field, f"{field} is nested deeper than {MAX_DEPTH} levels")
+    if value is None or isinstance(value, bool | int | str):
+        if isinstance(value, str):
+            _check_str(value, field)
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJSON(field, f"{field} is {value}: JSON has no NaN or Infinity; send null")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise NotJSON(field, f"{field} has a non-string key {key!r}: JSON keys are strings")
+            _check_str(key, field)
+            check_json(item, f"{field}.{key}", depth + 1)
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            check_json(item, f"{field}[{i}]", depth + 1)
+        return
+    raise NotJSON(
+        field, f"{field} is a {type(value).__name__}, which is not JSON: pass dicts, lists, "
+        "strings, numbers, booleans or None"
+    )
+
+
+def _check_str(value: str, field: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NotJSON(field, f"{field} holds a lone surrogate: send valid Unicode text") from None
+
+
+def dumps(value: Any) -> str:
+    """Serialize a checked JSON value to a str."""
+    return orjson.dumps(value).decode()
+
+
+def loads(text: str | bytes | None) -> Any:
+    return None if text is None or text == "" else orjson.loads(text)

@@ -1,0 +1,51 @@
+"""All configuration in one object. Every field reads ``CONVEYOR_<NAME>`` from the environment;
+CLI flags override it. Docs, CLI and environment use the same names."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Conveyor's settings. Durations are in seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_", extra="ignore")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis (or Valkey) URL")
+    store_url: str = Field(
+        "sqlite:///.conveyor/history.db", description="History store URL (sqlite:/// or mongodb://)"
+    )
+    prefix: str = Field("cv", description="Prefix of every Redis key")
+    admin_key: str | None = Field(None, description="Bootstrap admin API key")
+
+    lease_seconds: float = Field(30.0, gt=0, description="Lease of a running job")
+    renew_seconds: float = Field(10.0, gt=0, description="How often workers renew their leases")
+    heartbeat_seconds: float = Field(1.0, gt=0, description="Worker heartbeat period")
+    heartbeat_ttl_seconds: float = Field(
+        5.0, gt=0, description="A worker silent this long is dead; its jobs are requeued"
+    )
+    reap_seconds: float = Field(1.0, gt=0, description="How often the reaper looks for orphans")
+    block_seconds: float = Field(
+        5.0, gt=0, description="Longest wait on the wake-up marker (the watchdog's period)"
+    )
+    claim_batch: int = Field(50, ge=1, le=1000, description="Most jobs leased per claim call")
+    poison_threshold: int = Field(3, ge=1, description="Worker deaths that make a job a poison pill")
+
+    max_attempts: int = Field(3, ge=1, description="Default attempts per job")
+    timeout_seconds: float = Field(300.0, gt=0, description="Default per-job timeout")
+    backoff_base_seconds: float = Field(1.0, ge=0, description="Retry backoff base")
+    backoff_cap_seconds: float = Field(300.0, ge=0, description="Retry backoff cap")
+    grace_seconds: float = Field(25.0, ge=0, description="Graceful shutdown: time to finish jobs")
+
+    result_ttl_seconds: float = Field(
+        3600.0, gt=0, description="How long completed/canceled jobs stay in Redis"
+    )
+    unique_ttl_seconds: float = Field(86400.0, gt=0, description="Idempotency key lifetime")
+    release_unique_on_finish: bool = Field(
+        False, description="Release an idempotency key when its job completes/dies/is canceled"
+    )
+    events_maxlen: int = Field(
+        200_000, ge=1000, description="Approximate length cap of each queue's events stream"
+    )
+    history_retention_days: float = Field(30.0, gt=0, description="History store retention")
