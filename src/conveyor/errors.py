@@ -92,3 +92,15 @@ class Retry(ConveyorError):  # noqa: N818 - public contract name
 
 class NonRetryable(ConveyorError):  # noqa: N818 - reads as "raise NonRetryable(...)"
     """Raise (or subclass) from a handler to send the job to the DLQ without more attempts."""
+
+
+class IdempotencyConflict(ConveyorError):
+    """The idempotency key is live for a job submitted with different content."""
+
+    def __init__(self, key: str, existing_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} already names job {existing_id} with different content: "
+            "use a new key for a different job"
+        )
+        self.key = key
+        self.existing_id = existing_id

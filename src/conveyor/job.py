@@ -53,7 +53,7 @@ class ClaimedJob:
     queue: str
     attempt: int
     type: str
-    args: dict[str, Any]
+    args_json: str
     max_attempts: int
     timeout: float
     priority: str

@@ -33,6 +33,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
     "delete": ("dead", "delayed", "high", "normal", "low", "events"),
     "pause": ("meta", "marker", "events"),
+    "heartbeat": ("workers", "info"),
 }
 CLAIM_FIELDS = 12
 CANCEL_CHANNEL = "cancel"
@@ -48,6 +49,12 @@ def fixed_keys(
         "events": qk.events, "meta": qk.meta, "held": qk.worker_jobs(worker_id),
         "jobkey": qk.job(job_id), "uniquekey": unique or qk.no_unique,
     }
+    return [by_name[name] for name in SCRIPT_KEYS[script]]
+
+
+def global_keys(script: str, keys: Keys, *, worker_id: str = "") -> list[str]:
+    """The fixed KEYS of a script over global keys, in the script's order."""
+    by_name = {"workers": keys.glob.workers, "info": keys.glob.worker(worker_id)}
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
 
@@ -125,7 +132,7 @@ class Broker:
         for i in range(int(raw[1])):
             f = raw[2 + i * CLAIM_FIELDS: 2 + (i + 1) * CLAIM_FIELDS]
             jobs.append(ClaimedJob(
-                id=f[0], queue=queue, attempt=int(f[1]), type=f[2], args=serde.loads(f[3]) or {},
+                id=f[0], queue=queue, attempt=int(f[1]), type=f[2], args_json=f[3],
                 max_attempts=int(f[4]), timeout=float(f[5]), priority=f[6],
                 created_ms=int(f[7]), failures=int(f[8]), due_ms=int(f[9]),
                 meta=serde.loads(f[10]) or {}, unique_key=f[11] or None,
@@ -220,6 +227,20 @@ class Broker:
 
     async def pause(self, queue: str, paused: bool) -> None:
         await self._run("pause", fixed_keys("pause", self.qk(queue)), [int(paused), self.maxlen])
+
+    async def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_ms: int) -> int:
+        """Mark the worker alive (Redis time) and store its info; returns the server time."""
+        args: list[Any] = [worker_id, ttl_ms]
+        for name, value in info.items():
+            args += [name, value]
+        keys = global_keys("heartbeat", self.keys, worker_id=worker_id)
+        return int(await self._run("heartbeat", keys, args))
+
+    async def dead_workers(self, ttl_ms: int) -> list[str]:
+        """Workers whose last heartbeat is older than ``ttl_ms`` (by Redis time)."""
+        seconds, micros = await self.redis.time()
+        now = seconds * 1000 + micros // 1000
+        return list(await self.redis.zrangebyscore(self.keys.glob.workers, "-inf", now - ttl_ms))
 
 
 def _outcome(code: int, enum: type[FailOutcome] | type[CancelOutcome]) -> Any:

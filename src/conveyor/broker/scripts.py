@@ -17,7 +17,7 @@ INCLUDE_RE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 HEADER_KEY_RE = re.compile(r"^-- KEYS\[(\d+)\]", re.MULTILINE)
 SCRIPT_NAMES = (
     "enqueue", "claim", "complete", "fail", "release", "renew", "reap",
-    "cancel", "retry", "delete", "pause", "progress", "ratelimit", "lock",
+    "cancel", "retry", "delete", "pause", "heartbeat", "progress", "ratelimit", "lock",
 )
 
 

@@ -1,0 +1,359 @@
+"""``Conveyor``: the application object. Registers job types and submits, inspects and steers
+jobs. Everything else (worker, scheduler, API, CLI) goes through it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
+
+import orjson
+from redis.asyncio import Redis
+
+from conveyor import serde, submit
+from conveyor.broker.broker import Broker
+from conveyor.broker.codes import CancelOutcome, Code
+from conveyor.broker.keys import Keys, check_name
+from conveyor.connect import make_redis
+from conveyor.errors import (
+    ConveyorError,
+    IdempotencyConflict,
+    InvalidState,
+    JobNotFound,
+    UnknownJobType,
+    ValidationError,
+)
+from conveyor.handle import JobHandle
+from conveyor.job import JobInfo, NewJob
+from conveyor.registry import JobType
+from conveyor.settings import Settings
+from conveyor.worker.context import Context
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+LOCATE_CACHE = 50_000
+
+
+class Conveyor:
+    """The app: job registry, Redis connections (one per event loop), submission and control.
+
+    ``Conveyor()`` reads ``CONVEYOR_*`` settings; keyword arguments override them.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        store_url: str | None = None,
+        prefix: str | None = None,
+        settings: Settings | None = None,
+        **overrides: Any,
+    ) -> None:
+        given = {"redis_url": redis_url, "store_url": store_url, "prefix": prefix, **overrides}
+        base = settings or Settings()
+        self.settings = base.model_copy(update={k: v for k, v in given.items() if v is not None})
+        self.keys = Keys(self.settings.prefix)
+        self.registry: dict[str, JobType] = {}
+        self._conns: dict[asyncio.AbstractEventLoop, tuple[Redis, Broker]] = {}
+        self._located: OrderedDict[str, str] = OrderedDict()
+        self._known_queues: set[str] = set()
+        self._catalog_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        self._sync: _SyncRunner | None = None
+
+    # -- registration ------------------------------------------------------------------------
+
+    def job(
+        self,
+        name: str | None = None,
+        *,
+        queue: str = "default",
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        priority: str = "normal",
+        backoff_base: float | None = None,
+        backoff_cap: float | None = None,
+        **extra: Any,
+    ) -> Callable[[F], F]:
+        """Register a handler: ``@app.job(queue="emails", max_attempts=5, timeout=30)``."""
+
+        def register(func: F) -> F:
+            job_name = name or func.__name__
+            check_name("job type", job_name)
+            check_name("queue", queue)
+            submit.check_priority(priority)
+            self.registry[job_name] = JobType.from_function(
+                job_name, func, queue=queue, priority=priority,
+                max_attempts=submit.check_attempts(max_attempts or self.settings.max_attempts),
+                timeout=timeout or self.settings.timeout_seconds,
+                backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
+            )
+            return func
+
+        return register
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> tuple[Redis, Broker]:
+        loop = asyncio.get_running_loop()
+        conn = self._conns.get(loop)
+        if conn is None:
+            redis = make_redis(self.settings.redis_url)
+            conn = (redis, Broker(redis, self.keys, self.settings))
+            self._conns[loop] = conn
+        return conn
+
+    @property
+    def redis(self) -> Redis:
+        """The Redis client of the running event loop."""
+        return self._conn()[0]
+
+    @property
+    def broker(self) -> Broker:
+        return self._conn()[1]
+
+    async def close(self) -> None:
+        conn = self._conns.pop(asyncio.get_running_loop(), None)
+        if conn:
+            await conn[0].aclose()
+        if self._sync:
+            self._sync.close()
+            self._sync = None
+
+    async def __aenter__(self) -> Conveyor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- submission --------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        type: str,  # noqa: A002 - the public contract's name
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: str | None = None,
+        delay: float | None = None,
+        run_at: Any = None,
+        max_attempts: int | None = None,
+        idempotency_key: str | None = None,
+        timeout: float | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> JobHandle:
+        """Submit one job. Raises a ``ValidationError`` (naming the field) for bad input."""
+        spec = {"type": type, "args": args, "queue": queue, "priority": priority, "delay": delay,
+                "run_at": run_at, "max_attempts": max_attempts,
+                "idempotency_key": idempotency_key, "timeout": timeout, "meta": meta}
+        return (await self.enqueue_many([spec], field_prefix=""))[0]
+
+    async def enqueue_many(
+        self, specs: Iterable[Mapping[str, Any]], *, field_prefix: str = "jobs"
+    ) -> list[JobHandle]:
+        """Submit many jobs, all or nothing: every item is validated before any is written,
+        and items of one queue go in one atomic script call."""
+        jobs = [await self.prepare(spec, self._item_field(field_prefix, i))
+                for i, spec in enumerate(specs)]
+        return await self.submit_prepared(jobs)
+
+    @staticmethod
+    def _item_field(prefix: str, index: int) -> str:
+        return f"{prefix}[{index}]." if prefix else ""
+
+    async def prepare(self, spec: Mapping[str, Any], field: str = "") -> NewJob:
+        """Validate one submission (a mapping with the ``enqueue`` keyword names)."""
+        unknown = set(spec) - submit.SUBMIT_FIELDS
+        if unknown:
+            name = sorted(unknown)[0]
+            raise ValidationError(f"{field}{name}", f"{field}{name} is not a submission field")
+        type_ = spec.get("type")
+        if not isinstance(type_, str):
+            raise ValidationError(f"{field}type", f"{field}type must be a job type name")
+        args_json = submit.encode_args(spec.get("args"), f"{field}args")
+        defaults = await self._validate_args(type_, args_json, f"{field}args", f"{field}type")
+        return submit.build(
+            type_, args_json,
+            queue=spec.get("queue") or defaults["queue"],
+            priority=spec.get("priority") or defaults["priority"],
+            delay=spec.get("delay"), run_at=spec.get("run_at"),
+            max_attempts=spec.get("max_attempts") or defaults["max_attempts"],
+            timeout=spec.get("timeout") or defaults["timeout"],
+            idempotency_key=spec.get("idempotency_key"), meta=spec.get("meta"), field=field,
+        )
+
+    async def _validate_args(
+        self, type_: str, args_json: str, args_field: str, type_field: str
+    ) -> dict[str, Any]:
+        """Validate against the local handler, else the catalog workers publish."""
+        local = self.registry.get(type_)
+        if local is not None:
+            local.validate_json(args_json, args_field)
+            return {"queue": local.queue, "priority": local.priority,
+                    "max_attempts": local.max_attempts, "timeout": local.timeout}
+        entry = await self.catalog_entry(type_)
+        if entry is None:
+            err = UnknownJobType(type_, list(await self.catalog()))
+            err.field = type_field
+            raise err
+        from conveyor.catalog import validate_with_schema
+
+        validate_with_schema(entry["schema"], orjson.loads(args_json), args_field, type_)
+        return entry
+
+    async def submit_prepared(self, jobs: list[NewJob]) -> list[JobHandle]:
+        """Write validated jobs: one script call per queue, in one MULTI when standalone."""
+        by_queue: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_queue.setdefault(job.queue, []).append(i)
+        await self._register_queues(by_queue)
+        broker = self.broker
+        results: list[Any] = [None] * len(jobs)
+        for queue, indexes in by_queue.items():
+            for i, res in zip(indexes, await broker.enqueue(queue, [jobs[i] for i in indexes]),
+                              strict=True):
+                results[i] = res
+        return [self._handle(job, res) for job, res in zip(jobs, results, strict=True)]
+
+    def _handle(self, job: NewJob, res: Any) -> JobHandle:
+        if not res.created and res.existing_fingerprint != job.fingerprint:
+            raise IdempotencyConflict(job.idempotency_key or "", res.id)
+        self._remember(res.id, job.queue)
+        return JobHandle(self, res.id, job.queue, res.status or "existing", res.created)
+
+    async def _register_queues(self, queues: Iterable[str]) -> None:
+        new = [q for q in queues if q not in self._known_queues]
+        if new:
+            await self.redis.sadd(self.keys.glob.queues, *new)
+            self._known_queues.update(new)
+
+    def enqueue_sync(self, *args: Any, **kwargs: Any) -> JobHandle:
+        """``enqueue`` for synchronous code (runs on a private event loop thread)."""
+        return self._run_sync(self.enqueue(*args, **kwargs))
+
+    def _run_sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._sync is None:
+            self._sync = _SyncRunner()
+        return self._sync.run(coro)
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def _remember(self, job_id: str, queue: str) -> None:
+        self._located[job_id] = queue
+        if len(self._located) > LOCATE_CACHE:
+            self._located.popitem(last=False)
+
+    async def queues(self) -> list[str]:
+        return sorted(await self.redis.smembers(self.keys.glob.queues))
+
+    async def locate(self, job_id: str) -> str | None:
+        """The queue of a job still in Redis (ids are opaque; one pipelined EXISTS per queue)."""
+        if job_id in self._located:
+            return self._located[job_id]
+        queues = await self.queues()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for q in queues:
+                pipe.exists(self.keys.queue(q).job(job_id))
+            found = await pipe.execute()
+        for q, hit in zip(queues, found, strict=True):
+            if hit:
+                self._remember(job_id, q)
+                return q
+        return None
+
+    async def get_job(self, job_id: str) -> JobInfo | None:
+        """The job's live state from Redis, or None if Redis no longer has it."""
+        queue = await self.locate(job_id)
+        if queue is None:
+            return None
+        h = await self.redis.hgetall(self.keys.queue(queue).job(job_id))
+        return JobInfo.from_hash(h) if h else None
+
+    async def _require(self, job_id: str) -> str:
+        queue = await self.locate(job_id)
+        if queue is None:
+            raise JobNotFound(job_id)
+        return queue
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job: 'canceled' at once if waiting, 'cancel_requested' if running."""
+        queue = await self._require(job_id)
+        unique = await self.redis.hget(self.keys.queue(queue).job(job_id), "ukey")
+        code, status = await self.broker.cancel(queue, job_id, unique)
+        if code == CancelOutcome.CANCELED:
+            return "canceled"
+        if code == CancelOutcome.REQUESTED:
+            return "cancel_requested"
+        if code == Code.MISSING:
+            raise JobNotFound(job_id)
+        raise InvalidState(job_id, status, "cancel")
+
+    async def retry(self, job_id: str) -> None:
+        """Queue a dead or canceled job again with a fresh attempt budget."""
+        queue = await self._require(job_id)
+        code, status = await self.broker.retry(queue, job_id)
+        if code == Code.MISSING:
+            raise JobNotFound(job_id)
+        if code == Code.WRONG_STATE:
+            raise InvalidState(job_id, status, "retry")
+
+    async def delete(self, job_id: str) -> None:
+        queue = await self._require(job_id)
+        (code,) = await self.broker.delete(queue, [job_id])
+        if code == Code.MISSING:
+            raise JobNotFound(job_id)
+        if code == Code.WRONG_STATE:
+            raise InvalidState(job_id, "active", "delete (cancel it first)")
+
+    async def pause(self, queue: str) -> None:
+        await self._register_queues([check_name("queue", queue)])
+        await self.broker.pause(queue, True)
+
+    async def resume(self, queue: str) -> None:
+        await self._register_queues([check_name("queue", queue)])
+        await self.broker.pause(queue, False)
+
+    async def _progress(self, ctx: Context, fraction: float, message: str | None) -> None:
+        raise ConveyorError("progress reporting is not available yet")
+
+    # -- catalog -----------------------------------------------------------------------------
+
+    async def catalog(self) -> dict[str, dict[str, Any]]:
+        """Job types workers have published (name -> queue, schema, defaults)."""
+        raw = await self.redis.hgetall(self.keys.glob.catalog)
+        out = {name: serde.loads(value) for name, value in raw.items()}
+        for name, jt in self.registry.items():
+            out.setdefault(name, jt.catalog_entry())
+        return out
+
+    async def catalog_entry(self, name: str) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        cached = self._catalog_cache.get(name)
+        if cached and cached[0] > loop.time():
+            return cached[1]
+        raw = await self.redis.hget(self.keys.glob.catalog, name)
+        entry = serde.loads(raw) if raw else None
+        self._catalog_cache[name] = (loop.time() + 5.0, entry)
+        return entry  # type: ignore[no-any-return]
+
+    async def publish_catalog(self) -> None:
+        if self.registry:
+            await self.redis.hset(self.keys.glob.catalog, mapping={
+                name: serde.dumps(jt.catalog_entry()) for name, jt in self.registry.items()})
+
+
+class _SyncRunner:
+    """An event loop on a daemon thread, so sync code can call the async API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)

@@ -1,0 +1,93 @@
+"""Registered job types: the handler, its defaults, and an argument model derived from its
+signature (strict: ``"5"`` is not an int), published to Redis as a JSON-schema catalog."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, create_model
+
+from conveyor.errors import InvalidArguments, ValidationError
+
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+@dataclass
+class JobType:
+    """One job type: its handler, where it runs, how it retries, and how arguments validate."""
+
+    name: str
+    func: Callable[..., Any]
+    queue: str
+    max_attempts: int
+    timeout: float
+    priority: str
+    backoff_base: float | None = None
+    backoff_cap: float | None = None
+    is_async: bool = False
+    ctx_param: str | None = None
+    model: type[BaseModel] = field(default=BaseModel)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_function(cls, name: str, func: Callable[..., Any], **opts: Any) -> JobType:
+        model, ctx_param = _arguments_model(name, func)
+        return cls(
+            name=name, func=func, model=model, ctx_param=ctx_param,
+            is_async=inspect.iscoroutinefunction(func), **opts,
+        )
+
+    def schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+    def catalog_entry(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "queue": self.queue, "max_attempts": self.max_attempts,
+            "timeout": self.timeout, "priority": self.priority, "schema": self.schema(),
+            "doc": inspect.getdoc(self.func) or "",
+        }
+
+    def validate_json(self, args_json: str | bytes, field_prefix: str = "args") -> BaseModel:
+        """Validate JSON arguments; raise ``InvalidArguments`` naming the first bad field."""
+        try:
+            return self.model.model_validate_json(args_json)
+        except pydantic.ValidationError as exc:
+            raise arguments_error(exc, field_prefix, self.name) from None
+
+    def call_kwargs(self, parsed: BaseModel) -> dict[str, Any]:
+        return {name: getattr(parsed, name) for name in type(parsed).model_fields}
+
+
+def arguments_error(exc: pydantic.ValidationError, prefix: str, name: str) -> ValidationError:
+    err = exc.errors(include_url=False)[0]
+    path = ".".join([prefix, *(str(p) for p in err["loc"])])
+    return InvalidArguments(
+        path, f"{path}: {err['msg']} (job type {name!r}; see its schema in the job-type catalog)"
+    )
+
+
+def _arguments_model(name: str, func: Callable[..., Any]) -> tuple[type[BaseModel], str | None]:
+    """A strict pydantic model of ``func``'s parameters, less the ``Context`` one."""
+    from conveyor.worker.context import Context  # the worker imports us; avoid the cycle
+
+    hints = get_type_hints(func)
+    fields: dict[str, Any] = {}
+    ctx_param = None
+    for param in inspect.signature(func).parameters.values():
+        annotation = hints.get(param.name, Any)
+        if annotation is Context or param.name == "ctx":
+            ctx_param = param.name
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
+            raise TypeError(
+                f"job {name!r}: parameter {param.name!r} must be a plain or keyword-only "
+                "parameter, since arguments arrive as a JSON object"
+            )
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    model = create_model(f"{name}_args", __config__=STRICT, **fields)  # type: ignore[call-overload]
+    return model, ctx_param
