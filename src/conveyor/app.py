@@ -16,7 +16,7 @@ from conveyor import serde, submit
 from conveyor.broker.broker import Broker
 from conveyor.broker.codes import CancelOutcome, Code
 from conveyor.broker.keys import Keys, check_name
-from conveyor.connect import make_redis
+from conveyor.connect import make_redis, strs, text, text_map
 from conveyor.errors import (
     ConveyorError,
     IdempotencyConflict,
@@ -54,12 +54,20 @@ class Conveyor:
         base = settings or Settings()
         self.settings = base.model_copy(update={k: v for k, v in given.items() if v is not None})
         self.keys = Keys(self.settings.prefix)
+        self.redis_url_given = redis_url is not None or settings is not None
         self.registry: dict[str, JobType] = {}
         self._conns: dict[asyncio.AbstractEventLoop, tuple[Redis, Broker]] = {}
         self._located: OrderedDict[str, str] = OrderedDict()
         self._known_queues: set[str] = set()
         self._catalog_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._sync: _SyncRunner | None = None
+
+    def configure(self, **overrides: Any) -> None:
+        """Change settings before the app first connects (e.g. ``redis_url``)."""
+        if self._conns:
+            raise ConveyorError("configure() must be called before the app connects to Redis")
+        self.settings = self.settings.model_copy(update=overrides)
+        self.keys = Keys(self.settings.prefix)
 
     # -- registration ------------------------------------------------------------------------
 
@@ -130,7 +138,7 @@ class Conveyor:
 
     async def enqueue(
         self,
-        type: str,  # noqa: A002 - the public contract's name
+        type: str,
         args: Mapping[str, Any] | None = None,
         *,
         queue: str | None = None,
@@ -172,13 +180,15 @@ class Conveyor:
             raise ValidationError(f"{field}type", f"{field}type must be a job type name")
         args_json = submit.encode_args(spec.get("args"), f"{field}args")
         defaults = await self._validate_args(type_, args_json, f"{field}args", f"{field}type")
+        def given(name: str) -> Any:
+            value = spec.get(name)
+            return defaults[name] if value is None else value
+
         return submit.build(
             type_, args_json,
-            queue=spec.get("queue") or defaults["queue"],
-            priority=spec.get("priority") or defaults["priority"],
+            queue=given("queue"), priority=given("priority"),
             delay=spec.get("delay"), run_at=spec.get("run_at"),
-            max_attempts=spec.get("max_attempts") or defaults["max_attempts"],
-            timeout=spec.get("timeout") or defaults["timeout"],
+            max_attempts=given("max_attempts"), timeout=given("timeout"),
             idempotency_key=spec.get("idempotency_key"), meta=spec.get("meta"), field=field,
         )
 
@@ -244,7 +254,7 @@ class Conveyor:
             self._located.popitem(last=False)
 
     async def queues(self) -> list[str]:
-        return sorted(await self.redis.smembers(self.keys.glob.queues))
+        return sorted(strs(await self.redis.smembers(self.keys.glob.queues)))
 
     async def locate(self, job_id: str) -> str | None:
         """The queue of a job still in Redis (ids are opaque; one pipelined EXISTS per queue)."""
@@ -266,7 +276,7 @@ class Conveyor:
         queue = await self.locate(job_id)
         if queue is None:
             return None
-        h = await self.redis.hgetall(self.keys.queue(queue).job(job_id))
+        h = text_map(await self.redis.hgetall(self.keys.queue(queue).job(job_id)))
         return JobInfo.from_hash(h) if h else None
 
     async def _require(self, job_id: str) -> str:
@@ -280,7 +290,7 @@ class Conveyor:
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: 'canceled' at once if waiting, 'cancel_requested' if running."""
         queue = await self._require(job_id)
-        unique = await self.redis.hget(self.keys.queue(queue).job(job_id), "ukey")
+        unique = text(await self.redis.hget(self.keys.queue(queue).job(job_id), "ukey"))
         code, status = await self.broker.cancel(queue, job_id, unique)
         if code == CancelOutcome.CANCELED:
             return "canceled"
@@ -315,14 +325,40 @@ class Conveyor:
         await self._register_queues([check_name("queue", queue)])
         await self.broker.pause(queue, False)
 
+    async def retry_dead(self, queue: str, job_ids: Iterable[str] | None = None) -> int:
+        """Queue dead jobs of ``queue`` again (all of them when ``job_ids`` is None)."""
+        qk = self.keys.queue(queue)
+        ids = (list(job_ids) if job_ids is not None
+               else strs(await self.redis.zrange(qk.dead, 0, -1)))
+        done = 0
+        for job_id in ids:
+            code, _ = await self.broker.retry(queue, job_id)
+            done += code == 1
+        return done
+
+    async def purge_dead(self, queue: str, job_ids: Iterable[str] | None = None) -> int:
+        """Delete dead jobs of ``queue`` (all of them when ``job_ids`` is None); ids that are
+        not in the dead-letter queue are left alone."""
+        qk = self.keys.queue(queue)
+        ids = strs(await self.redis.zrange(qk.dead, 0, -1))
+        if job_ids is not None:
+            wanted = set(job_ids)
+            ids = [i for i in ids if i in wanted]
+        deleted = 0
+        for start in range(0, len(ids), 500):
+            codes = await self.broker.delete(queue, ids[start:start + 500])
+            deleted += codes.count(1)
+        return deleted
+
     async def _progress(self, ctx: Context, fraction: float, message: str | None) -> None:
-        raise ConveyorError("progress reporting is not available yet")
+        value = submit.check_number(fraction, "fraction", minimum=0.0, maximum=1.0)
+        await self.broker.progress(ctx.queue, ctx.job_id, ctx.attempt, value, message or "")
 
     # -- catalog -----------------------------------------------------------------------------
 
     async def catalog(self) -> dict[str, dict[str, Any]]:
         """Job types workers have published (name -> queue, schema, defaults)."""
-        raw = await self.redis.hgetall(self.keys.glob.catalog)
+        raw = text_map(await self.redis.hgetall(self.keys.glob.catalog))
         out = {name: serde.loads(value) for name, value in raw.items()}
         for name, jt in self.registry.items():
             out.setdefault(name, jt.catalog_entry())
@@ -334,9 +370,9 @@ class Conveyor:
         if cached and cached[0] > loop.time():
             return cached[1]
         raw = await self.redis.hget(self.keys.glob.catalog, name)
-        entry = serde.loads(raw) if raw else None
+        entry: dict[str, Any] | None = serde.loads(raw) if raw else None
         self._catalog_cache[name] = (loop.time() + 5.0, entry)
-        return entry  # type: ignore[no-any-return]
+        return entry
 
     async def publish_catalog(self) -> None:
         if self.registry:

@@ -36,7 +36,7 @@ class UnknownJobType(ValidationError):
     code = "unknown_job_type"
 
     def __init__(self, name: str, known: list[str]) -> None:
-        hint = f"known types: {', '.join(sorted(known))}" if known else "no job types are registered"
+        hint = f"known types: {', '.join(sorted(known))}" if known else "none are registered"
         super().__init__(
             "type",
             f"unknown job type {name!r}: register it with @app.job or start a worker "
@@ -82,7 +82,7 @@ class JobFailed(ConveyorError):
         self.error = job.error
 
 
-class Retry(ConveyorError):  # noqa: N818 - public contract name
+class Retry(ConveyorError):
     """Raise from a handler to ask for another attempt after ``delay`` seconds."""
 
     def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
@@ -90,7 +90,7 @@ class Retry(ConveyorError):  # noqa: N818 - public contract name
         self.delay = delay
 
 
-class NonRetryable(ConveyorError):  # noqa: N818 - reads as "raise NonRetryable(...)"
+class NonRetryable(ConveyorError):
     """Raise (or subclass) from a handler to send the job to the DLQ without more attempts."""
 
 

@@ -44,15 +44,16 @@ class JobHandle:
         """
         redis = self.app.redis
         stream = self.app.keys.queue(self.queue).events
-        last = await redis.xrevrange(stream, count=1)
-        cursor = last[0][0] if last else "0-0"
+        last: Any = await redis.xrevrange(stream, count=1)
+        cursor: str = last[0][0] if last else "0-0"
         deadline = None if timeout is None else time.monotonic() + timeout
         job = await self.info()
         while job.status not in TERMINAL:
             block = 5.0 if deadline is None else deadline - time.monotonic()
             if block <= 0:
                 raise TimeoutError(f"job {self.id} is still {job.status} after {timeout}s")
-            reply = await redis.xread({stream: cursor}, block=max(1, int(min(block, 5.0) * 1000)))
+            reply: Any = await redis.xread(
+                {stream: cursor}, block=max(1, int(min(block, 5.0) * 1000)))
             for _, entries in reply or []:
                 for entry_id, fields in entries:
                     cursor = entry_id

@@ -89,5 +89,5 @@ def _arguments_model(name: str, func: Callable[..., Any]) -> tuple[type[BaseMode
             )
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, default)
-    model = create_model(f"{name}_args", __config__=STRICT, **fields)  # type: ignore[call-overload]
+    model = create_model(f"{name}_args", __config__=STRICT, **fields)
     return model, ctx_param

@@ -16,29 +16,29 @@ def check_json(value: Any, field: str = "args", depth: int = 0) -> None:
     """Raise ``NotJSON`` naming the path of the first value JSON cannot carry faithfully."""
     if depth > MAX_DEPTH:
         raise NotJSON(field, f"{field} is nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | str):
-        if isinstance(value, str):
-            _check_str(value, field)
-        return
-    if isinstance(value, float):
+    if isinstance(value, str):
+        _check_str(value, field)
+    elif isinstance(value, float):
         if not math.isfinite(value):
             raise NotJSON(field, f"{field} is {value}: JSON has no NaN or Infinity; send null")
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise NotJSON(field, f"{field} has a non-string key {key!r}: JSON keys are strings")
-            _check_str(key, field)
-            check_json(item, f"{field}.{key}", depth + 1)
-        return
-    if isinstance(value, list | tuple):
+    elif isinstance(value, dict):
+        _check_object(value, field, depth)
+    elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             check_json(item, f"{field}[{i}]", depth + 1)
-        return
-    raise NotJSON(
-        field, f"{field} is a {type(value).__name__}, which is not JSON: pass dicts, lists, "
-        "strings, numbers, booleans or None"
-    )
+    elif value is not None and not isinstance(value, bool | int):
+        raise NotJSON(
+            field, f"{field} is a {type(value).__name__}, which is not JSON: pass dicts, lists, "
+            "strings, numbers, booleans or None"
+        )
+
+
+def _check_object(value: dict[Any, Any], field: str, depth: int) -> None:
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise NotJSON(field, f"{field} has a non-string key {key!r}: JSON keys are strings")
+        _check_str(key, field)
+        check_json(item, f"{field}.{key}", depth + 1)
 
 
 def _check_str(value: str, field: str) -> None:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
         5.0, gt=0, description="Longest wait on the wake-up marker (the watchdog's period)"
     )
     claim_batch: int = Field(50, ge=1, le=1000, description="Most jobs leased per claim call")
-    poison_threshold: int = Field(3, ge=1, description="Worker deaths that make a job a poison pill")
+    poison_threshold: int = Field(3, ge=1, description="Worker deaths that make a poison pill")
 
     max_attempts: int = Field(3, ge=1, description="Default attempts per job")
     timeout_seconds: float = Field(300.0, gt=0, description="Default per-job timeout")

@@ -14,6 +14,7 @@ from conveyor import serde
 from conveyor.broker import scripts
 from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
 from conveyor.broker.keys import Keys, QueueKeys
+from conveyor.connect import server_ms, strs
 from conveyor.job import ClaimedJob, NewJob
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
     "delete": ("dead", "delayed", "high", "normal", "low", "events"),
     "pause": ("meta", "marker", "events"),
+    "progress": ("jobkey", "events"),
     "heartbeat": ("workers", "info"),
+    "ratelimit": ("bucket",),
 }
 CLAIM_FIELDS = 12
 CANCEL_CHANNEL = "cancel"
@@ -93,7 +96,9 @@ class Broker:
     def qk(self, queue: str) -> QueueKeys:
         return self.keys.queue(queue)
 
-    async def _run(self, name: str, keys: list[str], args: Sequence[Any], client: Any = None) -> Any:
+    async def _run(
+        self, name: str, keys: list[str], args: Sequence[Any], client: Any = None
+    ) -> Any:
         return await self.scripts[name](keys=keys, args=list(args), client=client)
 
     async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[Enqueued]:
@@ -119,7 +124,9 @@ class Broker:
                 out.append(Enqueued(existing_id, "", False, fingerprint))
         return out
 
-    async def claim(self, queue: str, worker_id: str, count: int, client: Any = None) -> ClaimResult:
+    async def claim(
+        self, queue: str, worker_id: str, count: int, client: Any = None
+    ) -> ClaimResult:
         qk = self.qk(queue)
         raw = await self._run(
             "claim",
@@ -228,6 +235,13 @@ class Broker:
     async def pause(self, queue: str, paused: bool) -> None:
         await self._run("pause", fixed_keys("pause", self.qk(queue)), [int(paused), self.maxlen])
 
+    async def progress(
+        self, queue: str, job_id: str, token: int, fraction: float, message: str
+    ) -> int:
+        keys = fixed_keys("progress", self.qk(queue), job_id=job_id)
+        return int(await self._run("progress", keys, [job_id, token, fraction, message,
+                                                       self.maxlen]))
+
     async def heartbeat(self, worker_id: str, info: dict[str, Any], ttl_ms: int) -> int:
         """Mark the worker alive (Redis time) and store its info; returns the server time."""
         args: list[Any] = [worker_id, ttl_ms]
@@ -238,9 +252,8 @@ class Broker:
 
     async def dead_workers(self, ttl_ms: int) -> list[str]:
         """Workers whose last heartbeat is older than ``ttl_ms`` (by Redis time)."""
-        seconds, micros = await self.redis.time()
-        now = seconds * 1000 + micros // 1000
-        return list(await self.redis.zrangebyscore(self.keys.glob.workers, "-inf", now - ttl_ms))
+        now = server_ms(await self.redis.time())
+        return strs(await self.redis.zrangebyscore(self.keys.glob.workers, "-inf", now - ttl_ms))
 
 
 def _outcome(code: int, enum: type[FailOutcome] | type[CancelOutcome]) -> Any:

@@ -8,4 +8,4 @@ import random
 def full_jitter(failures: int, base: float, cap: float) -> float:
     """Seconds to wait before the try that follows the ``failures``-th failure."""
     ceiling = min(cap, base * (2 ** max(0, failures - 1)))
-    return random.uniform(0, ceiling)  # noqa: S311 - jitter, not cryptography
+    return random.uniform(0, ceiling)

@@ -35,5 +35,6 @@ async def reap_worker(broker: Broker, worker_id: str) -> tuple[int, int]:
     await broker.redis.zrem(glob.workers, worker_id)
     await broker.redis.delete(glob.worker(worker_id))
     if requeued or dead:
-        log.warning("worker %s is gone: requeued %d of its jobs, %d dead", worker_id, requeued, dead)
+        log.warning("worker %s is gone: requeued %d of its jobs, %d dead",
+                    worker_id, requeued, dead)
     return requeued, dead

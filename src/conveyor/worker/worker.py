@@ -48,6 +48,20 @@ log = logging.getLogger("conveyor.worker")
 REDIS_ERRORS = (ConnectionError, TimeoutError, OSError)
 
 
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended.
+
+    A cancellation can be lost: on Python 3.11, ``asyncio.wait_for`` (which redis-py uses to
+    send a command) returns the result instead of raising when the cancellation lands just as
+    the send completes, and the task carries on with its loop. So cancel again until done.
+    """
+    while pending := [t for t in tasks if not t.done()]:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.5)
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @dataclass
 class Running:
     job: ClaimedJob
@@ -88,6 +102,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._acks: dict[str, list[Completion]] = {}
         self._ack_ready = asyncio.Event()
+        self._ack_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._signals = 0
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
@@ -104,7 +119,8 @@ class Worker:
         fetchers = [asyncio.create_task(self._fetch(q), name=f"fetch:{q}") for q in self.queues]
         self._background = [
             asyncio.create_task(self._ack_loop(), name="acker"),
-            asyncio.create_task(self._every(self.settings.renew_seconds, self._renew), name="renew"),
+            asyncio.create_task(
+                self._every(self.settings.renew_seconds, self._renew), name="renew"),
             asyncio.create_task(
                 self._every(self.settings.heartbeat_seconds, self._heartbeat_once), name="beat"),
             asyncio.create_task(self._every(self.settings.reap_seconds, self._reap), name="reap"),
@@ -129,9 +145,7 @@ class Worker:
             loop.add_signal_handler(sig, self.stop)
 
     async def _shutdown(self, fetchers: list[asyncio.Task[None]]) -> None:
-        for task in fetchers:
-            task.cancel()
-        await asyncio.gather(*fetchers, return_exceptions=True)
+        await cancel_all(fetchers)
         tasks = [r.task for r in self.running.values() if r.task]
         if tasks and self.grace > 0:
             log.info("worker %s: waiting up to %ss for %d jobs", self.id, self.grace, len(tasks))
@@ -140,10 +154,8 @@ class Worker:
             self._stop_job(r, "shutdown")
         await asyncio.gather(*[r.task for r in self.running.values() if r.task],
                              return_exceptions=True)
-        await self._flush_acks()
-        for task in self._background:
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._flush_acks()  # after the acker's own flush in flight, if any
+        await cancel_all(self._background)
         await self.app.redis.zrem(self.app.keys.glob.workers, self.id)
         await self.app.redis.delete(self.app.keys.glob.worker(self.id))
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -283,6 +295,10 @@ class Worker:
                 self._ack_ready.set()
 
     async def _flush_acks(self) -> None:
+        async with self._ack_lock:  # one flush at a time: shutdown waits for the acker's
+            await self._flush_acks_locked()
+
+    async def _flush_acks_locked(self) -> None:
         while self._acks:
             queue, items = self._acks.popitem()
             try:
@@ -350,4 +366,4 @@ class Worker:
                 await asyncio.sleep(1.0)  # reconnect backoff
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

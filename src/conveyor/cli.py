@@ -1,0 +1,243 @@
+"""The ``conveyor`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from conveyor import inspect as views
+from conveyor.app import Conveyor
+from conveyor.errors import ConveyorError, ValidationError
+from conveyor.loader import AppNotFound, load_app
+
+T = TypeVar("T")
+cli = typer.Typer(help="Conveyor: a distributed job scheduler on Redis.", no_args_is_help=True)
+dlq_cli = typer.Typer(help="Inspect and steer a queue's dead-letter queue.", no_args_is_help=True)
+cli.add_typer(dlq_cli, name="dlq")
+console = Console()
+err = Console(stderr=True)
+
+AppArg = Annotated[str, typer.Argument(help="Your app as module:attribute, e.g. myapp:app")]
+AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app")]
+
+
+def main() -> None:
+    cli()
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def _app(spec: str | None) -> Conveyor:
+    try:
+        return load_app(spec)
+    except AppNotFound as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    field = f" ({exc.field})" if isinstance(exc, ValidationError) else ""
+    err.print(f"[red]error{field}:[/red] {exc}")
+    return typer.Exit(2)
+
+
+@cli.command()
+def worker(
+    app: AppArg,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: the "
+                                               "queues of the app's job types)")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=10_000, help="Jobs at once")] = 10,
+    grace: Annotated[float | None, typer.Option(help="Seconds to finish jobs on SIGTERM")] = None,
+) -> None:
+    """Run jobs from the app's queues until SIGTERM (graceful) or a second signal (at once)."""
+    from conveyor.worker.worker import Worker
+
+    the_app = _app(app)
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+
+    async def go() -> None:
+        w = Worker(the_app, names, concurrency, grace=grace)
+        w.install_signal_handlers()
+        await w.run()
+        await the_app.close()
+
+    try:
+        _run(go())
+    except ConveyorError as exc:
+        raise _fail(exc) from None
+
+
+@cli.command()
+def up(
+    app: Annotated[str | None, typer.Argument(help="module:attribute (default: demo jobs)")] = None,
+    port: Annotated[int, typer.Option(help="API and dashboard port")] = 8000,
+    host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
+    concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency")] = 20,
+    demo_rate: Annotated[float, typer.Option(help="Demo rounds submitted per second")] = 0.0,
+) -> None:
+    """Run everything in one process on embedded defaults (private Redis, SQLite history)."""
+    from conveyor.up import UpOptions, run_up
+
+    _run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,
+                          demo_rate=demo_rate)))
+
+
+@cli.command()
+def enqueue(
+    type: Annotated[str, typer.Argument(help="Job type name")],
+    args: Annotated[str, typer.Option("--args", help="Arguments as a JSON object")] = "{}",
+    queue: Annotated[str | None, typer.Option(help="Queue (default: the type's)")] = None,
+    priority: Annotated[str | None, typer.Option(help="high, normal or low")] = None,
+    delay: Annotated[float | None, typer.Option(help="Seconds to wait before running")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts before the DLQ")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Return the existing job for "
+                                                         "this key while it lives")] = None,
+    wait: Annotated[float | None, typer.Option(help="Seconds to wait for the result")] = None,
+    app: AppOpt = None,
+) -> None:
+    """Submit one job and print its id (and its result with --wait)."""
+    try:
+        parsed = orjson.loads(args)
+    except orjson.JSONDecodeError as exc:
+        err.print(f"[red]error (args):[/red] --args is not valid JSON: {exc}")
+        raise typer.Exit(2) from None
+    the_app = _app(app)
+
+    async def go() -> None:
+        handle = await the_app.enqueue(
+            type, parsed, queue=queue, priority=priority, delay=delay,
+            max_attempts=max_attempts, idempotency_key=idempotency_key)
+        console.print(handle.id if handle.created else f"{handle.id} (existing)")
+        if wait is not None:
+            console.print_json(orjson.dumps(await handle.result(timeout=wait)).decode())
+        await the_app.close()
+
+    try:
+        _run(go())
+    except (ConveyorError, TimeoutError) as exc:
+        raise _fail(exc) from None
+
+
+@cli.command()
+def status(app: AppOpt = None) -> None:
+    """Queue depths per priority, delayed, active and dead; live workers."""
+    the_app = _app(app)
+
+    async def go() -> tuple[list[views.QueueStats], list[views.WorkerInfo]]:
+        try:
+            return await views.queue_stats(the_app), await views.workers(the_app)
+        finally:
+            await the_app.close()
+
+    try:
+        queues, workers = _run(go())
+    except OSError as exc:
+        err.print(f"[red]error:[/red] Redis at {the_app.settings.redis_url} is unreachable "
+                  f"({exc}); start `conveyor up` or set CONVEYOR_REDIS_URL")
+        raise typer.Exit(1) from None
+    console.print(_queue_table(queues))
+    console.print(_worker_table(workers))
+
+
+def _queue_table(queues: list[views.QueueStats]) -> Table:
+    table = Table(title="Queues")
+    for col in ("queue", "high", "normal", "low", "delayed", "active", "dead", "oldest wait"):
+        table.add_column(col, justify="left" if col == "queue" else "right")
+    for q in queues:
+        age = "-" if q.oldest_waiting_seconds is None else f"{q.oldest_waiting_seconds:.1f}s"
+        name = f"{q.name} (paused)" if q.paused else q.name
+        table.add_row(name, *(str(v) for v in (q.high, q.normal, q.low, q.delayed, q.active,
+                                               q.dead)), age)
+    return table
+
+
+def _worker_table(workers: list[views.WorkerInfo]) -> Table:
+    table = Table(title="Workers")
+    for col in ("worker", "queues", "running", "processed", "failed", "alive"):
+        table.add_column(col)
+    for w in workers:
+        table.add_row(w.id, ",".join(w.queues), f"{len(w.current)}/{w.concurrency}",
+                      str(w.processed), str(w.failed), "yes" if w.alive else "[red]no[/red]")
+    return table
+
+
+@dlq_cli.command("list")
+def dlq_list(
+    queue: Annotated[str, typer.Argument(help="Queue name")],
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    app: AppOpt = None,
+) -> None:
+    """The newest dead jobs of a queue with their last error."""
+    the_app = _app(app)
+
+    async def go() -> list[Any]:
+        try:
+            return await views.dead_letters(the_app, queue, 0, limit)
+        finally:
+            await the_app.close()
+
+    try:
+        jobs = _run(go())
+    except ConveyorError as exc:
+        raise _fail(exc) from None
+    table = Table(title=f"Dead letters of {queue}")
+    for col in ("id", "type", "attempts", "error"):
+        table.add_column(col)
+    for job in jobs:
+        table.add_row(job.id, job.type, str(job.attempt), (job.error or "")[:100])
+    console.print(table)
+
+
+@dlq_cli.command("retry")
+def dlq_retry(
+    queue: Annotated[str, typer.Argument(help="Queue name")],
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these jobs")] = None,
+    app: AppOpt = None,
+) -> None:
+    """Queue dead jobs again (all, or those given with --id)."""
+    _dlq_action(app, queue, ids, retry=True)
+
+
+@dlq_cli.command("purge")
+def dlq_purge(
+    queue: Annotated[str, typer.Argument(help="Queue name")],
+    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these jobs")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+    app: AppOpt = None,
+) -> None:
+    """Delete dead jobs (all, or those given with --id)."""
+    if not yes and not ids and sys.stdin.isatty():
+        typer.confirm(f"Delete every dead job of {queue}?", abort=True)
+    _dlq_action(app, queue, ids, retry=False)
+
+
+def _dlq_action(spec: str | None, queue: str, ids: list[str] | None, *, retry: bool) -> None:
+    the_app = _app(spec)
+
+    async def go() -> int:
+        try:
+            if retry:
+                return await the_app.retry_dead(queue, ids)
+            return await the_app.purge_dead(queue, ids)
+        finally:
+            await the_app.close()
+
+    try:
+        count = _run(go())
+    except ConveyorError as exc:
+        raise _fail(exc) from None
+    console.print(f"{'requeued' if retry else 'deleted'} {count} job(s) of {queue}")

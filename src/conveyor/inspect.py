@@ -1,0 +1,122 @@
+"""Read-only views of queues, workers and the dead-letter queue, for the CLI, API and metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from pydantic import BaseModel
+
+from conveyor import serde
+from conveyor.broker.keys import PRIORITIES
+from conveyor.connect import server_ms, strs
+from conveyor.job import JobInfo
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+
+class QueueStats(BaseModel):
+    name: str
+    high: int
+    normal: int
+    low: int
+    delayed: int
+    active: int
+    dead: int
+    paused: bool
+    oldest_waiting_seconds: float | None
+
+    @property
+    def waiting(self) -> int:
+        return self.high + self.normal + self.low
+
+
+class WorkerInfo(BaseModel):
+    id: str
+    host: str = ""
+    pid: int = 0
+    queues: list[str] = []
+    concurrency: int = 0
+    started_ms: int = 0
+    beat_ms: int = 0
+    processed: int = 0
+    failed: int = 0
+    stale: int = 0
+    current: list[dict[str, Any]] = []
+    alive: bool = True
+
+
+async def queue_stats(app: Conveyor, queues: list[str] | None = None) -> list[QueueStats]:
+    """Depths of every queue in one pipelined round trip (two when ages are needed)."""
+    names = queues if queues is not None else await app.queues()
+    redis = app.redis
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            qk = app.keys.queue(name)
+            for p in PRIORITIES:
+                pipe.llen(qk.ready(p))
+            pipe.zcard(qk.delayed)
+            pipe.zcard(qk.active)
+            pipe.zcard(qk.dead)
+            pipe.hget(qk.meta, "paused")
+            for p in PRIORITIES:
+                pipe.lindex(qk.ready(p), -1)  # the oldest id waiting at each priority
+        raw = await pipe.execute()
+    now_ms = server_ms(await redis.time())
+    out = []
+    for i, name in enumerate(names):
+        high, normal, low, delayed, active, dead, paused, *oldest = raw[i * 10:(i + 1) * 10]
+        created = await _created(app, name, [o for o in oldest if o])
+        out.append(QueueStats(
+            name=name, high=high, normal=normal, low=low, delayed=delayed, active=active,
+            dead=dead, paused=paused == "1",
+            oldest_waiting_seconds=(now_ms - min(created)) / 1000 if created else None,
+        ))
+    return out
+
+
+async def _created(app: Conveyor, queue: str, ids: list[str]) -> list[int]:
+    if not ids:
+        return []
+    qk = app.keys.queue(queue)
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(qk.job(job_id), "due")
+        return [int(v) for v in await pipe.execute() if v]
+
+
+async def workers(app: Conveyor, heartbeat_ttl_ms: int | None = None) -> list[WorkerInfo]:
+    """Workers with a recent heartbeat (or all known ones, with ``alive`` set)."""
+    ttl = heartbeat_ttl_ms or int(app.settings.heartbeat_ttl_seconds * 1000)
+    glob = app.keys.glob
+    entries = cast(list[tuple[str, float]],
+                   await app.redis.zrange(glob.workers, 0, -1, withscores=True))
+    now_ms = server_ms(await app.redis.time())
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for worker_id, _ in entries:
+            pipe.hgetall(glob.worker(worker_id))
+        infos = await pipe.execute()
+    out = []
+    for (worker_id, beat), h in zip(entries, infos, strict=True):
+        out.append(WorkerInfo(
+            id=worker_id, host=h.get("host", ""), pid=int(h.get("pid", 0)),
+            queues=serde.loads(h.get("queues")) or [], concurrency=int(h.get("concurrency", 0)),
+            started_ms=int(h.get("started", 0)), beat_ms=int(beat),
+            processed=int(h.get("processed", 0)), failed=int(h.get("failed", 0)),
+            stale=int(h.get("stale", 0)), current=serde.loads(h.get("current")) or [],
+            alive=now_ms - beat <= ttl,
+        ))
+    return out
+
+
+async def dead_letters(
+    app: Conveyor, queue: str, offset: int = 0, limit: int = 100
+) -> list[JobInfo]:
+    """Jobs of the queue's DLQ, newest death first."""
+    qk = app.keys.queue(queue)
+    ids = strs(await app.redis.zrevrange(qk.dead, offset, offset + limit - 1))
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hgetall(qk.job(job_id))
+        hashes = await pipe.execute()
+    return [JobInfo.from_hash(h) for h in hashes if h]

@@ -1,0 +1,168 @@
+"""Broker transitions against real servers: order, delays, retries, the DLQ, events."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from conveyor import Conveyor, IdempotencyConflict, JobFailed, Retry, Worker
+from conveyor.errors import NonRetryable
+from conveyor.worker.runner import Outcome
+
+
+async def drain_ids(app: Conveyor, queue: str, count: int) -> list[str]:
+    """Claim one at a time as a worker would, returning ids in claim order."""
+    out: list[str] = []
+    while True:
+        result = await app.broker.claim(queue, "w-test", count)
+        if not result.jobs:
+            return out
+        out += [j.id for j in result.jobs]
+
+
+def register_noop(app: Conveyor) -> None:
+    @app.job(queue="q")
+    async def noop(n: int) -> int:
+        return n
+
+
+async def test_strict_priority_then_fifo(app: Conveyor) -> None:
+    register_noop(app)
+    submitted: dict[str, list[str]] = {"high": [], "normal": [], "low": []}
+    for i in range(30):
+        priority = ("low", "normal", "high")[i % 3]
+        handle = await app.enqueue("noop", {"n": i}, priority=priority)
+        submitted[priority].append(handle.id)
+    claimed = await drain_ids(app, "q", 4)
+    assert claimed == submitted["high"] + submitted["normal"] + submitted["low"]
+
+
+async def test_batch_claim_respects_k_and_marks_attempt(app: Conveyor) -> None:
+    register_noop(app)
+    await app.enqueue_many([{"type": "noop", "args": {"n": i}} for i in range(10)])
+    result = await app.broker.claim("q", "w1", 7)
+    assert len(result.jobs) == 7
+    assert {j.attempt for j in result.jobs} == {1}
+    info = await app.get_job(result.jobs[0].id)
+    assert info is not None and info.status == "active" and info.worker == "w1"
+
+
+async def test_delayed_job_never_runs_early(app: Conveyor) -> None:
+    ran_at: list[float] = []
+
+    @app.job(queue="q")
+    async def stamp() -> None:
+        ran_at.append(asyncio.get_running_loop().time())
+
+    worker = Worker(app, ["q"], concurrency=4)
+    task = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    handles = [await app.enqueue("stamp", {}, delay=d) for d in (0.3, 0.6)]
+    at = datetime.now(UTC) + timedelta(seconds=0.4)
+    handles.append(await app.enqueue("stamp", {}, run_at=at))
+    assert (await app.get_job(handles[0].id)).status == "delayed"  # type: ignore[union-attr]
+    for h in handles:
+        await h.result(timeout=5)
+    worker.stop()
+    await task
+    # Redis time and the loop clock differ by well under the 20 ms we allow for clock skew.
+    assert sorted(ran_at)[0] - start >= 0.28
+    assert sorted(ran_at)[-1] - start >= 0.58
+
+
+async def test_retries_with_backoff_then_dead_with_every_error(app: Conveyor) -> None:
+    @app.job(queue="q", max_attempts=3)
+    def explode(tag: str) -> None:
+        raise RuntimeError(f"boom {tag}")
+
+    worker = Worker(app, ["q"], concurrency=2)
+    task = asyncio.create_task(worker.run())
+    handle = await app.enqueue("explode", {"tag": "x"})
+    with pytest.raises(JobFailed) as failed:
+        await handle.result(timeout=10)
+    worker.stop()
+    await task
+    job = failed.value.job
+    assert job.status == "dead" and job.attempt == 3 and job.failures == 3
+    assert [e.attempt for e in job.errors] == [1, 2, 3]
+    assert all("RuntimeError: boom x" in e.traceback for e in job.errors)
+    assert await app.redis.zscore(app.keys.queue("q").dead, handle.id) is not None
+    events = [f["event"] for _, f in await app.redis.xrange(app.keys.queue("q").events)
+              if f["job"] == handle.id]
+    assert events == ["submitted", "active", "retrying", "queued", "active", "retrying",
+                      "queued", "active", "dead"]
+
+
+async def test_retry_request_and_non_retryable(app: Conveyor) -> None:
+    seen: list[int] = []
+
+    @app.job(queue="q", max_attempts=5)
+    async def once_more(ctx_attempts: int, ctx=None) -> int:  # type: ignore[no-untyped-def]
+        seen.append(ctx.attempt)
+        if ctx.attempt < ctx_attempts:
+            raise Retry(delay=0.05)
+        return ctx.attempt
+
+    @app.job(queue="q", max_attempts=5)
+    async def hopeless() -> None:
+        raise NonRetryable("bad input, do not retry")
+
+    worker = Worker(app, ["q"], concurrency=2)
+    task = asyncio.create_task(worker.run())
+    assert await (await app.enqueue("once_more", {"ctx_attempts": 3})).result(timeout=5) == 3
+    with pytest.raises(JobFailed) as failed:
+        await (await app.enqueue("hopeless", {})).result(timeout=5)
+    worker.stop()
+    await task
+    assert seen == [1, 2, 3]
+    assert failed.value.job.attempt == 1 and failed.value.job.status == "dead"
+
+
+async def test_backoff_delay_grows_within_cap(app: Conveyor) -> None:
+    app.configure(backoff_base_seconds=0.2, backoff_cap_seconds=0.3)
+    register_noop(app)
+    handle = await app.enqueue("noop", {"n": 1})
+    (job,) = (await app.broker.claim("q", "w1", 1)).jobs
+    worker = Worker(app, ["q"])
+    await worker._fail(job, Outcome(False, error={"type": "E", "message": "m"}))
+    info = await app.get_job(handle.id)
+    assert info is not None and info.status == "retrying"
+    assert info.due_ms is not None and info.started_ms is not None
+    assert 0 <= info.due_ms - info.started_ms <= 300 + 50
+
+
+async def test_cancel_queued_and_retry_dead(app: Conveyor) -> None:
+    register_noop(app)
+    handle = await app.enqueue("noop", {"n": 1})
+    assert await app.cancel(handle.id) == "canceled"
+    assert await drain_ids(app, "q", 10) == []
+    await app.retry(handle.id)
+    assert await drain_ids(app, "q", 10) == [handle.id]
+
+
+async def test_enqueue_is_idempotent_per_key(app: Conveyor) -> None:
+    register_noop(app)
+    first = await app.enqueue("noop", {"n": 1}, idempotency_key="order-1")
+    again = await app.enqueue("noop", {"n": 1}, idempotency_key="order-1")
+    assert first.created and not again.created and again.id == first.id
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue("noop", {"n": 2}, idempotency_key="order-1")
+    assert await drain_ids(app, "q", 10) == [first.id]
+
+
+async def test_every_transition_is_in_the_stream_with_growing_seq(app: Conveyor) -> None:
+    register_noop(app)
+    worker = Worker(app, ["q"], concurrency=2)
+    task = asyncio.create_task(worker.run())
+    handle = await app.enqueue("noop", {"n": 5})
+    assert await handle.result(timeout=5) == 5
+    worker.stop()
+    await task
+    entries = [f for _, f in await app.redis.xrange(app.keys.queue("q").events)
+               if f["job"] == handle.id]
+    assert [e["event"] for e in entries] == ["submitted", "active", "completed"]
+    assert [int(e["seq"]) for e in entries] == [1, 2, 3]
+    assert entries[-1]["result"] == "5"
