@@ -16,7 +16,7 @@ from conveyor import serde, submit
 from conveyor.broker.broker import Broker
 from conveyor.broker.codes import CancelOutcome, Code
 from conveyor.broker.keys import Keys, check_name
-from conveyor.connect import make_redis, strs, text, text_map
+from conveyor.connect import make_redis, strs, text_map
 from conveyor.errors import (
     ConveyorError,
     IdempotencyConflict,
@@ -290,8 +290,7 @@ class Conveyor:
     async def cancel(self, job_id: str) -> str:
         """Cancel a job: 'canceled' at once if waiting, 'cancel_requested' if running."""
         queue = await self._require(job_id)
-        unique = text(await self.redis.hget(self.keys.queue(queue).job(job_id), "ukey"))
-        code, status = await self.broker.cancel(queue, job_id, unique)
+        code, status = await self.broker.cancel(queue, job_id)
         if code == CancelOutcome.CANCELED:
             return "canceled"
         if code == CancelOutcome.REQUESTED:

@@ -60,7 +60,7 @@ class ClaimedJob:
     created_ms: int
     failures: int
     due_ms: int
-    meta: dict[str, Any]
+    meta_json: str
     unique_key: str | None
     started: float = field(default=0.0)
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from conveyor import serde
 from conveyor.broker import scripts
 from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
@@ -26,11 +28,11 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": ("high", "normal", "low", "delayed", "marker", "events"),
     "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held"),
     "complete": ("active", "events", "held"),
-    "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held", "uniquekey"),
+    "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held"),
     "release": ("jobkey", "active", "high", "normal", "low", "marker", "events", "held"),
     "renew": ("active",),
     "reap": ("active", "high", "normal", "low", "dead", "marker", "events", "held"),
-    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "uniquekey"),
+    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events"),
     "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
     "delete": ("dead", "delayed", "high", "normal", "low", "events"),
     "pause": ("meta", "marker", "events"),
@@ -38,19 +40,16 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "heartbeat": ("workers", "info"),
     "ratelimit": ("bucket",),
 }
-CLAIM_FIELDS = 12
 CANCEL_CHANNEL = "cancel"
 
 
-def fixed_keys(
-    script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str = "", unique: str | None = None
-) -> list[str]:
+def fixed_keys(script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str = "") -> list[str]:
     """The fixed KEYS of ``script`` for queue ``qk``, in the script's order."""
     by_name = {
         "high": qk.ready("high"), "normal": qk.ready("normal"), "low": qk.ready("low"),
         "delayed": qk.delayed, "active": qk.active, "dead": qk.dead, "marker": qk.marker,
         "events": qk.events, "meta": qk.meta, "held": qk.worker_jobs(worker_id),
-        "jobkey": qk.job(job_id), "uniquekey": unique or qk.no_unique,
+        "jobkey": qk.job(job_id),
     }
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
@@ -80,7 +79,6 @@ class Completion:
     job_id: str
     token: int
     result_json: str
-    unique_key: str | None
 
 
 class Broker:
@@ -104,17 +102,15 @@ class Broker:
     async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Submit jobs of one queue atomically (all or none)."""
         qk = self.qk(queue)
-        keys = fixed_keys("enqueue", qk)
-        args: list[Any] = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue]
-        for job in jobs:
-            unique = qk.unique(job.idempotency_key) if job.idempotency_key else qk.no_unique
-            keys += [qk.job(job.id), unique]
-            args += [
-                job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
-                job.max_attempts, job.timeout,
-                job.fingerprint if job.idempotency_key else "", job.meta_json,
-            ]
-        raw = await self._run("enqueue", keys, args)
+        batch = orjson.dumps([
+            [job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
+             job.max_attempts, job.timeout, job.fingerprint, job.idempotency_key or "",
+             job.meta_json]
+            for job in jobs
+        ])
+        args = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue,
+                qk.job_prefix, qk.no_unique, batch]
+        raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
         out = []
         for i in range(0, len(raw), 3):
             if int(raw[i + 2]) == 1:
@@ -135,15 +131,15 @@ class Broker:
              qk.job_prefix, 1000],
             client,
         )
-        jobs = []
-        for i in range(int(raw[1])):
-            f = raw[2 + i * CLAIM_FIELDS: 2 + (i + 1) * CLAIM_FIELDS]
-            jobs.append(ClaimedJob(
+        jobs = [
+            ClaimedJob(
                 id=f[0], queue=queue, attempt=int(f[1]), type=f[2], args_json=f[3],
                 max_attempts=int(f[4]), timeout=float(f[5]), priority=f[6],
                 created_ms=int(f[7]), failures=int(f[8]), due_ms=int(f[9]),
-                meta=serde.loads(f[10]) or {}, unique_key=f[11] or None,
-            ))
+                meta_json=f[10], unique_key=f[11] or None,
+            )
+            for f in orjson.loads(raw[1])
+        ]
         return ClaimResult(int(raw[0]), jobs)
 
     async def complete(
@@ -151,14 +147,12 @@ class Broker:
     ) -> list[int]:
         """Complete jobs of one queue in one call; returns 1 or a ``Code`` per job."""
         qk = self.qk(queue)
+        done = "[" + ",".join(
+            f"[{orjson.dumps(c.job_id).decode()},{c.token},{orjson.dumps(c.result_json).decode()}]"
+            for c in items) + "]"
+        args = [self.maxlen, int(self.settings.result_ttl_seconds * 1000),
+                int(self.settings.release_unique_on_finish), qk.job_prefix, done]
         keys = fixed_keys("complete", qk, worker_id=worker_id)
-        args: list[Any] = [
-            self.maxlen, int(self.settings.result_ttl_seconds * 1000),
-            int(self.settings.release_unique_on_finish),
-        ]
-        for c in items:
-            keys += [qk.job(c.job_id), c.unique_key or qk.no_unique]
-            args += [c.job_id, c.token, c.result_json]
         return [int(x) for x in await self._run("complete", keys, args, client)]
 
     async def fail(
@@ -168,7 +162,7 @@ class Broker:
         qk = self.qk(job.queue)
         code, due = await self._run(
             "fail",
-            fixed_keys("fail", qk, worker_id=worker_id, job_id=job.id, unique=job.unique_key),
+            fixed_keys("fail", qk, worker_id=worker_id, job_id=job.id),
             [job.id, job.attempt, serde.dumps(error), delay_ms, self.maxlen,
              int(self.settings.release_unique_on_finish),
              int(self.settings.result_ttl_seconds * 1000)],
@@ -206,11 +200,11 @@ class Broker:
         )
         return int(requeued), int(dead)
 
-    async def cancel(self, queue: str, job_id: str, unique: str | None) -> tuple[int, str]:
+    async def cancel(self, queue: str, job_id: str) -> tuple[int, str]:
         qk = self.qk(queue)
         code, status = await self._run(
             "cancel",
-            fixed_keys("cancel", qk, job_id=job_id, unique=unique),
+            fixed_keys("cancel", qk, job_id=job_id),
             [job_id, self.maxlen, int(self.settings.result_ttl_seconds * 1000),
              int(self.settings.release_unique_on_finish), self.cancel_channel],
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,12 +24,14 @@ class Context:
     max_attempts: int
     worker_id: str
     app: Conveyor | None = None
-    _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
+    # A plain flag: set from the event loop, read from a handler's thread (the GIL orders it).
+    _cancelled: bool = field(default=False, repr=False)
 
     @property
     def cancelled(self) -> bool:
-        """True once the job was canceled or the worker is shutting down (sync handlers poll it)."""
-        return self._cancel.is_set()
+        """True once the job was canceled, timed out or the worker is shutting down (sync
+        handlers should poll it and return early)."""
+        return self._cancelled
 
     async def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0.0 to 1.0) on the job and emit a ``progress`` event."""

@@ -39,7 +39,7 @@ from conveyor.job import ClaimedJob
 from conveyor.worker.backoff import full_jitter
 from conveyor.worker.context import Context
 from conveyor.worker.reaper import reap_once
-from conveyor.worker.runner import Outcome, execute
+from conveyor.worker.runner import HandlerTimeout, Outcome, error_dict, execute
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -67,7 +67,8 @@ class Running:
     job: ClaimedJob
     ctx: Context
     task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # "lease lost" | "canceled" | "shutdown"
+    stop_reason: str | None = None  # "lease lost" | "canceled" | "shutdown" | "timeout"
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -222,6 +223,10 @@ class Worker:
         self.running[job.id] = running
         self._free -= 1
         running.task = asyncio.create_task(self._run_job(running), name=f"job:{job.id}")
+        jt = self.app.registry.get(job.type)
+        timeout = job.timeout or (jt.timeout if jt else self.settings.timeout_seconds)
+        loop = asyncio.get_running_loop()
+        running.timer = loop.call_at(loop.time() + timeout, self._stop_job, running, "timeout")
 
     # -- running -----------------------------------------------------------------------------
 
@@ -234,12 +239,14 @@ class Worker:
             await self._after_stop(r)
             return
         finally:
+            if r.timer:
+                r.timer.cancel()
             self.running.pop(job.id, None)
             self._free += 1
             self._slot_freed.set()
         if outcome.ok:
             self._acks.setdefault(job.queue, []).append(
-                Completion(job.id, job.attempt, outcome.result_json, job.unique_key))
+                Completion(job.id, job.attempt, outcome.result_json))
             self._ack_ready.set()
         else:
             await self._fail(job, outcome)
@@ -247,7 +254,7 @@ class Worker:
     def _stop_job(self, r: Running, reason: str) -> None:
         if r.task and not r.task.done():
             r.stop_reason = r.stop_reason or reason
-            r.ctx._cancel.set()
+            r.ctx._cancelled = True  # a sync handler can see it and return
             r.task.cancel()
 
     async def _after_stop(self, r: Running) -> None:
@@ -258,6 +265,10 @@ class Worker:
         if reason == "canceled":
             error = {"type": "Canceled", "message": "canceled on request", "worker": self.id}
             await self.app.broker.fail(r.job, self.id, error, END_CANCELED)
+            return
+        if reason == "timeout":
+            timeout = HandlerTimeout(f"timed out after {r.job.timeout:g}s")
+            await self._fail(r.job, Outcome(False, error=error_dict(timeout, r.job, self.id)))
             return
         await self.app.broker.release(r.job, self.id, "worker shutdown")
 

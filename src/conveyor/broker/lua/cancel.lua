@@ -7,13 +7,14 @@
 -- KEYS[4]  ready list, low priority
 -- KEYS[5]  delayed ZSET
 -- KEYS[6]  events STREAM
--- KEYS[7]  unique key (placeholder if none)
 --
 -- ARGV[1]  job id
 -- ARGV[2]  events stream MAXLEN
 -- ARGV[3]  retention of canceled jobs in Redis, ms
 -- ARGV[4]  '1' to release the idempotency key, '0' to let its TTL run
 -- ARGV[5]  cancel channel (PUBLISH target for active jobs; a channel, not a key)
+--
+-- The idempotency key's name is read from the job's 'ukey' field; it shares the hash tag.
 --
 -- Returns {code, status}: 1 canceled, 2 cancellation requested (active), -2 job missing,
 -- -3 the job is already finished (status says how).
@@ -22,11 +23,11 @@
 -- @include ready_key
 
 local jobkey, high, normal, low = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local delayed, events, uniquekey = KEYS[5], KEYS[6], KEYS[7]
+local delayed, events = KEYS[5], KEYS[6]
 local id, maxlen, retention, release_unique, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local now = now_ms()
 
-local f = redis.call('HMGET', jobkey, 'status', 'type', 'priority', 'attempt')
+local f = redis.call('HMGET', jobkey, 'status', 'type', 'priority', 'attempt', 'ukey')
 local status = f[1]
 if not status then return {-2, ''} end
 if status == 'active' then
@@ -44,6 +45,6 @@ else
 end
 redis.call('HSET', jobkey, 'status', 'canceled', 'finished', now)
 redis.call('PEXPIRE', jobkey, retention)
-if release_unique == '1' then redis.call('DEL', uniquekey) end
+if release_unique == '1' and f[5] and f[5] ~= '' then redis.call('DEL', f[5]) end
 emit(events, maxlen, jobkey, id, 'canceled', 'canceled', now, {'type', f[2], 'attempt', f[4]})
 return {1, 'canceled'}

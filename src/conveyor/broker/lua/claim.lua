@@ -18,9 +18,10 @@
 -- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
 -- ARGV[6]  most delayed jobs to promote in this call
 --
--- Returns {wait_ms, n, then 12 entries per job: id, attempt (the lease/fencing token),
---          type, args, max_attempts, timeout, priority, created, failures, due, meta, ukey}
--- wait_ms: ms until the next delayed job is due (-1 when none, or the queue is paused).
+-- Returns {wait_ms, jobs}: wait_ms is the time until the next delayed job is due (-1 when
+-- none, or the queue is paused); jobs is a JSON array with, per job, [id, attempt (the
+-- lease/fencing token), type, args, max_attempts, timeout, priority, created, failures, due,
+-- meta, ukey]. One JSON reply decodes far faster on the client than 12 entries a job.
 -- @include now_ms
 -- @include emit
 -- @include wake
@@ -46,9 +47,9 @@ for _, id in ipairs(due_ids) do
   end
 end
 
-if redis.call('HGET', meta, 'paused') == '1' then return {-1, 0} end
+if redis.call('HGET', meta, 'paused') == '1' then return {-1, '[]'} end
 
-local out = {0, 0}
+local out = {}
 local got = 0
 for _, list in ipairs({high, normal, low}) do
   while got < want do
@@ -65,19 +66,19 @@ for _, list in ipairs({high, normal, low}) do
           'priority', 'created', 'failures', 'due', 'meta', 'ukey')
         emit(events, maxlen, jobkey, id, 'active', 'active', now,
           {'type', f[1], 'attempt', attempt, 'worker', worker})
-        out[#out + 1] = id
-        out[#out + 1] = attempt
-        for k = 1, 10 do out[#out + 1] = f[k] or '' end
+        local job = {id, attempt}
+        for k = 1, 10 do job[k + 2] = f[k] or '' end
+        out[#out + 1] = job
         got = got + 1
       end
     end
   end
 end
-out[2] = got
-
 if redis.call('LLEN', high) + redis.call('LLEN', normal) + redis.call('LLEN', low) > 0 then
   wake(marker, 0)
 end
+local wait_ms = -1
 local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-if nxt[2] then out[1] = math.max(0, tonumber(nxt[2]) - now) else out[1] = -1 end
-return out
+if nxt[2] then wait_ms = math.max(0, tonumber(nxt[2]) - now) end
+if got == 0 then return {wait_ms, '[]'} end
+return {wait_ms, cjson.encode(out)}

@@ -6,14 +6,17 @@
 -- KEYS[4]  delayed ZSET (job id -> due ms)
 -- KEYS[5]  marker ZSET (wakes an idle worker)
 -- KEYS[6]  events STREAM
--- then for job i (i = 1..n): KEYS[5 + 2i] job HASH, KEYS[6 + 2i] unique key (placeholder if none)
 --
 -- ARGV[1]  events stream MAXLEN (approximate)
 -- ARGV[2]  idempotency key TTL in ms
 -- ARGV[3]  queue name
--- then for job i, 10 values starting at ARGV[4 + 10(i-1)]:
---   id, type, args (JSON), priority, delay ms (-1 none), run_at ms (-1 none),
---   max_attempts, timeout seconds, idempotency value ('' none; else "<fingerprint>"), meta (JSON)
+-- ARGV[4]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
+-- ARGV[5]  unique key prefix "{<prefix>:<queue>}:unique:" (same hash tag)
+-- ARGV[6]  the jobs, a JSON array of arrays: [id, type, args (JSON text), priority,
+--          delay ms (-1 none), run_at ms (-1 none), max_attempts, timeout seconds,
+--          idempotency fingerprint ('' = no key), idempotency key, meta (JSON text)]
+--          One JSON argument instead of eleven per job: packing thousands of arguments
+--          costs the client more than the whole script costs the server.
 --
 -- Returns a flat array, 3 entries per job: job id, status ('queued'|'delayed'), created
 -- (1 = new job, 0 = an existing job returned for a live idempotency key; then the second
@@ -27,22 +30,24 @@
 local high, normal, low = KEYS[1], KEYS[2], KEYS[3]
 local delayed, marker, events = KEYS[4], KEYS[5], KEYS[6]
 local maxlen, unique_ttl, queue = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local job_prefix, unique_prefix = ARGV[4], ARGV[5]
+local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
-local out = {}
-local n = (#ARGV - 3) / 10
+local wake_at = false
 
--- Job i: returns the three reply entries described in the header.
-local function submit(i)
-  local a = 3 + 10 * (i - 1)
-  local id, jtype, args, priority = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-  local delay, run_at = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
-  local max_attempts, timeout, ikey, meta = ARGV[a + 7], ARGV[a + 8], ARGV[a + 9], ARGV[a + 10]
-  local jobkey, uniquekey = KEYS[5 + 2 * i], KEYS[6 + 2 * i]
+-- One job: returns the three reply entries described in the header.
+local function submit(job)
+  local id, jtype, args, priority = job[1], job[2], job[3], job[4]
+  local delay, run_at, max_attempts, timeout = job[5], job[6], job[7], job[8]
+  local fingerprint, ikey, meta = job[9], job[10], job[11]
+  local jobkey = job_prefix .. id
   -- The same id again is a client retrying after a lost reply: never enqueue twice.
   local known = redis.call('HGET', jobkey, 'status')
   if known then return id, known, 1 end
+  local uniquekey = ''
   if ikey ~= '' then
-    local ok = redis.call('SET', uniquekey, id .. ' ' .. ikey, 'NX', 'PX', unique_ttl)
+    uniquekey = unique_prefix .. ikey
+    local ok = redis.call('SET', uniquekey, id .. ' ' .. fingerprint, 'NX', 'PX', unique_ttl)
     if not ok then return id, redis.call('GET', uniquekey), 0 end
   end
   local due = now
@@ -52,25 +57,28 @@ local function submit(i)
   redis.call('HSET', jobkey, 'id', id, 'type', jtype, 'queue', queue, 'args', args,
     'priority', priority, 'status', status, 'attempt', 0, 'failures', 0, 'deaths', 0,
     'max_attempts', max_attempts, 'timeout', timeout, 'created', now, 'due', due,
-    'meta', meta)
-  if ikey ~= '' then redis.call('HSET', jobkey, 'ukey', uniquekey) end
+    'meta', meta, 'ukey', uniquekey)
+  local at = 0
   if status == 'delayed' then
     redis.call('ZADD', delayed, due, id)
-    wake(marker, due)
+    at = due
   else
     redis.call('LPUSH', ready_key(high, normal, low, priority), id)
-    wake(marker, 0)
   end
+  if not wake_at or at < wake_at then wake_at = at end
   emit(events, maxlen, jobkey, id, 'submitted', status, now,
     {'type', jtype, 'attempt', 0, 'priority', priority, 'args', args,
      'max_attempts', max_attempts, 'due', due, 'meta', meta})
   return id, status, 1
 end
 
-for i = 1, n do
-  local id, status, created = submit(i)
+local out = {}
+for i = 1, #jobs do
+  local id, status, created = submit(jobs[i])
   out[#out + 1] = id
   out[#out + 1] = status
   out[#out + 1] = created
 end
+-- One wake-up for the batch, at the earliest time any of its jobs is due.
+if wake_at then wake(marker, wake_at) end
 return out

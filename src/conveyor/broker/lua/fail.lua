@@ -8,7 +8,6 @@
 -- KEYS[5]  events STREAM
 -- KEYS[6]  marker ZSET
 -- KEYS[7]  SET of ids the worker holds
--- KEYS[8]  unique key (placeholder if none)
 --
 -- ARGV[1]  job id
 -- ARGV[2]  lease token (attempt)
@@ -18,6 +17,8 @@
 -- ARGV[6]  '1' to release the idempotency key when the job ends, '0' to let its TTL run
 -- ARGV[7]  retention of canceled jobs in Redis, ms
 --
+-- The idempotency key's name is read from the job's 'ukey' field; it shares the hash tag.
+--
 -- Returns {code, due}: 1 retrying (due = ms of the next try), 2 dead, 3 canceled,
 -- -1 stale lease, -2 job missing.
 -- @include now_ms
@@ -25,13 +26,17 @@
 -- @include wake
 
 local jobkey, active, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local events, marker, held, uniquekey = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local events, marker, held = KEYS[5], KEYS[6], KEYS[7]
 local id, token, err, delay = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local maxlen, release_unique, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local now = now_ms()
 
 redis.call('SREM', held, id)
-local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'max_attempts', 'worker')
+local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'max_attempts', 'worker',
+  'ukey')
+local function release_key()
+  if release_unique == '1' and f[6] and f[6] ~= '' then redis.call('DEL', f[6]) end
+end
 if not f[1] then return {-2, 0} end
 if f[1] ~= 'active' or f[2] ~= token then
   redis.call('HINCRBY', jobkey, 'stale', 1)
@@ -43,7 +48,7 @@ local common = {'type', f[3], 'attempt', token, 'worker', f[5], 'error', err}
 if delay == -2 then
   redis.call('HSET', jobkey, 'status', 'canceled', 'finished', now, 'error', err)
   redis.call('PEXPIRE', jobkey, retention)
-  if release_unique == '1' then redis.call('DEL', uniquekey) end
+  release_key()
   emit(events, maxlen, jobkey, id, 'canceled', 'canceled', now, common)
   return {3, 0}
 end
@@ -63,6 +68,6 @@ end
 
 redis.call('HSET', jobkey, 'status', 'dead', 'finished', now)
 redis.call('ZADD', dead, now, id)
-if release_unique == '1' then redis.call('DEL', uniquekey) end
+release_key()
 emit(events, maxlen, jobkey, id, 'dead', 'dead', now, common)
 return {2, 0}
