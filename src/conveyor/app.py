@@ -27,7 +27,9 @@ from conveyor.errors import (
 )
 from conveyor.handle import JobHandle
 from conveyor.job import JobInfo, NewJob
+from conveyor.locks import Lock
 from conveyor.registry import JobType
+from conveyor.scheduler.cron import Schedule, ScheduleBook, parse_schedule
 from conveyor.settings import Settings
 from conveyor.worker.context import Context
 
@@ -61,6 +63,7 @@ class Conveyor:
         self._known_queues: set[str] = set()
         self._catalog_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._sync: _SyncRunner | None = None
+        self._code_schedules: dict[str, Schedule] = {}
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before the app first connects (e.g. ``redis_url``)."""
@@ -81,12 +84,22 @@ class Conveyor:
         priority: str = "normal",
         backoff_base: float | None = None,
         backoff_cap: float | None = None,
+        cron: str | None = None,
+        tz: str = "UTC",
+        misfire: str = "once",
         **extra: Any,
     ) -> Callable[[F], F]:
-        """Register a handler: ``@app.job(queue="emails", max_attempts=5, timeout=30)``."""
+        """Register a handler: ``@app.job(queue="emails", max_attempts=5, timeout=30)``.
+
+        With ``cron="*/5 * * * *"`` (and ``tz``, ``misfire``) the schedulers also submit it on
+        that schedule, with no arguments; the schedule is named after the job type."""
 
         def register(func: F) -> F:
             job_name = name or func.__name__
+            if cron is not None:
+                self._code_schedules[job_name] = parse_schedule(
+                    {"name": job_name, "type": job_name, "cron": cron, "tz": tz,
+                     "misfire": misfire})
             check_name("job type", job_name)
             check_name("queue", queue)
             submit.check_priority(priority)
@@ -352,6 +365,19 @@ class Conveyor:
     async def _progress(self, ctx: Context, fraction: float, message: str | None) -> None:
         value = submit.check_number(fraction, "fraction", minimum=0.0, maximum=1.0)
         await self.broker.progress(ctx.queue, ctx.job_id, ctx.attempt, value, message or "")
+
+    def code_schedules(self) -> list[Schedule]:
+        """Schedules declared with ``@app.job(cron=...)``."""
+        return list(self._code_schedules.values())
+
+    @property
+    def schedules(self) -> ScheduleBook:
+        """Run-time schedule management: put, get, all, set_paused, delete, run_now."""
+        return ScheduleBook(self)
+
+    def lock(self, name: str, ttl: float = 30.0, timeout: float | None = None) -> Lock:
+        """A distributed lock with a fencing token: ``async with app.lock("name") as lock``."""
+        return Lock(self, name, ttl, timeout)
 
     # -- catalog -----------------------------------------------------------------------------
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 from conveyor import inspect as views
@@ -29,6 +33,8 @@ AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of y
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(console=err, show_path=False)])
     cli()
 
 
@@ -241,3 +247,75 @@ def _dlq_action(spec: str | None, queue: str, ids: list[str] | None, *, retry: b
     except ConveyorError as exc:
         raise _fail(exc) from None
     console.print(f"{'requeued' if retry else 'deleted'} {count} job(s) of {queue}")
+
+
+@cli.command()
+def scheduler(
+    app: AppArg,
+    history: Annotated[bool, typer.Option(help="Also run the history recorder")] = True,
+) -> None:
+    """Cron (leader-elected), the reaper and the history recorder."""
+    from conveyor.scheduler.service import Scheduler
+
+    the_app = _app(app)
+
+    async def go() -> None:
+        service = Scheduler(the_app, record_history=history)
+        _on_signals(service.stop)
+        await service.run()
+        await the_app.close()
+
+    _run(go())
+
+
+@cli.command()
+def recorder(app: AppArg) -> None:
+    """Only the history recorder: every queue's events into the store (CONVEYOR_STORE_URL)."""
+    from conveyor.scheduler.history import run_recorder
+
+    the_app = _app(app)
+
+    async def go() -> None:
+        task = asyncio.create_task(run_recorder(the_app))
+        _on_signals(task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    _run(go())
+
+
+@cli.command()
+def recover(
+    apply: Annotated[bool, typer.Option("--apply", help="Re-enqueue (default: dry run)")] = False,
+    queue: Annotated[str | None, typer.Option(help="Only this queue")] = None,
+    app: AppOpt = None,
+) -> None:
+    """Re-enqueue jobs the history holds as unfinished but Redis no longer knows."""
+    from conveyor.recovery import recover as run_recovery
+    from conveyor.store import open_store
+
+    the_app = _app(app)
+
+    async def go() -> list[Any]:
+        store = await open_store(the_app.settings.store_url)
+        try:
+            return await run_recovery(the_app.redis, the_app.keys, store, the_app.broker,
+                                      dry_run=not apply, queue=queue)
+        finally:
+            await store.close()
+            await the_app.close()
+
+    plans = _run(go())
+    table = Table(title=("Re-enqueued" if apply else "Would re-enqueue (dry run; --apply "
+                         "to do it)") + f": {len(plans)} job(s)")
+    for col in ("id", "queue", "type", "was"):
+        table.add_column(col)
+    for plan in plans:
+        table.add_row(plan.job_id, plan.queue, plan.type, plan.status)
+    console.print(table)
+
+
+def _on_signals(callback: Callable[[], object]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, callback)

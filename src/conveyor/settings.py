@@ -48,4 +48,7 @@ class Settings(BaseSettings):
     events_maxlen: int = Field(
         200_000, ge=1000, description="Approximate length cap of each queue's events stream"
     )
+    scheduler_lease_seconds: float = Field(
+        10.0, gt=0, description="Scheduler leader lease; a dead leader is replaced this fast"
+    )
     history_retention_days: float = Field(30.0, gt=0, description="History store retention")

@@ -22,6 +22,7 @@ from conveyor import demo
 from conveyor.app import Conveyor
 from conveyor.embedded import RedisServer, find_server
 from conveyor.loader import STATE_DIR, URL_FILE, load_app
+from conveyor.scheduler.service import Scheduler
 from conveyor.worker.worker import Worker
 
 console = Console()
@@ -69,7 +70,9 @@ async def run_up(opts: UpOptions) -> None:
 
 async def _serve(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> None:
     worker = Worker(app, concurrency=opts.concurrency)
-    tasks = [asyncio.create_task(worker.run(), name="worker")]
+    scheduler = Scheduler(app)
+    tasks = [asyncio.create_task(worker.run(), name="worker"),
+             asyncio.create_task(scheduler.run(), name="scheduler")]
     if opts.app is None:
         tasks.append(asyncio.create_task(_demo(app, opts.demo_rate), name="demo"))
     tasks += [asyncio.create_task(extra(app)) for extra in opts.extras]
@@ -78,9 +81,11 @@ async def _serve(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> 
         loop.add_signal_handler(sig, worker.stop)
     _banner(app, opts, server)
     await tasks[0]
-    for task in tasks[1:]:
+    scheduler.stop()
+    await tasks[1]
+    for task in tasks[2:]:
         task.cancel()
-    await asyncio.gather(*tasks[1:], return_exceptions=True)
+    await asyncio.gather(*tasks[2:], return_exceptions=True)
     await app.close()
 
 
@@ -94,6 +99,7 @@ def _banner(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> None:
     where = f"private server {server.binary} (data in {server.data_dir})" if server else "external"
     lines = [
         f"Redis:   {app.settings.redis_url}  [{where}]",
+        f"History: {app.settings.store_url}",
         f"Jobs:    {', '.join(sorted(app.registry)) or '(none registered)'}",
         "Status:  conveyor status   (in another shell, from this folder)",
         "Stop:    Ctrl+C",

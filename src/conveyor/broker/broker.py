@@ -38,6 +38,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "pause": ("meta", "marker", "events"),
     "progress": ("jobkey", "events"),
     "heartbeat": ("workers", "info"),
+    "lock": ("lock", "fence"),
     "ratelimit": ("bucket",),
 }
 CANCEL_CHANNEL = "cancel"
@@ -54,9 +55,10 @@ def fixed_keys(script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str =
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
 
-def global_keys(script: str, keys: Keys, *, worker_id: str = "") -> list[str]:
+def global_keys(script: str, keys: Keys, *, worker_id: str = "", name: str = "") -> list[str]:
     """The fixed KEYS of a script over global keys, in the script's order."""
-    by_name = {"workers": keys.glob.workers, "info": keys.glob.worker(worker_id)}
+    by_name = {"workers": keys.glob.workers, "info": keys.glob.worker(worker_id),
+               "lock": keys.glob.lock(name), "fence": keys.glob.fence(name)}
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
 
@@ -243,6 +245,14 @@ class Broker:
             args += [name, value]
         keys = global_keys("heartbeat", self.keys, worker_id=worker_id)
         return int(await self._run("heartbeat", keys, args))
+
+    async def lock(self, op: str, name: str, owner: str, ttl_ms: int) -> int:
+        """Acquire, renew or release the lock ``name`` (see lock.lua for the answers)."""
+        keys = global_keys("lock", self.keys, name=name)
+        return int(await self._run("lock", keys, [op, owner, ttl_ms, self.lock_channel(name)]))
+
+    def lock_channel(self, name: str) -> str:
+        return f"{self.keys.glob.lock(name)}:released"
 
     async def dead_workers(self, ttl_ms: int) -> list[str]:
         """Workers whose last heartbeat is older than ``ttl_ms`` (by Redis time)."""

@@ -142,6 +142,9 @@ class GlobalKeys:
     def lock(self, name: str) -> str:
         return f"{self.tag}:lock:{name}"
 
+    def fence(self, name: str) -> str:
+        return f"{self.tag}:fence:{name}"
+
     @property
     def api_keys(self) -> str:
         return f"{self.tag}:apikeys"

@@ -1,0 +1,29 @@
+"""Runs the history recorder for an app: the store named by ``store_url``, one consumer."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from conveyor.connect import make_redis
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+
+async def run_recorder(app: Conveyor, consumer: str | None = None) -> None:
+    """Record every queue's events into the app's history store until cancelled."""
+    from conveyor.scheduler.recorder import Recorder
+    from conveyor.store import open_store
+
+    store = await open_store(app.settings.store_url,
+                             retention_days=app.settings.history_retention_days)
+    # Its own client: blocking reads must not hold connections the rest of the app needs.
+    redis = make_redis(app.settings.redis_url)
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    try:
+        await Recorder(redis, app.keys, store, app.settings, name).run()
+    finally:
+        await redis.aclose()
+        await store.close()

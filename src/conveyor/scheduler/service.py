@@ -1,0 +1,117 @@
+"""``conveyor scheduler``: the services that are not workers.
+
+Responsibilities:
+- the reaper (every scheduler runs one; they are idempotent);
+- the history recorder (when a store is configured);
+- cron: schedulers elect a leader through a lock with a fencing token; the leader fires due
+  ticks, each under a per-tick dedup key, so a tick fires exactly once even while two
+  schedulers briefly both believe they lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from conveyor.connect import server_ms
+from conveyor.scheduler.cron import ScheduleBook, due_ticks
+from conveyor.worker.reaper import reap_once
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.scheduler")
+LEADER_LOCK = "scheduler-leader"
+
+
+class Scheduler:
+    """Runs the reaper and cron (and the recorder, when ``store_url`` is set)."""
+
+    def __init__(self, app: Conveyor, *, lease_seconds: float | None = None,
+                 record_history: bool = True) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.lease_ms = int((lease_seconds or self.settings.scheduler_lease_seconds) * 1000)
+        self.grace_ms = self.lease_ms + 2000  # a failover must not turn on-time ticks into misfires
+        self.owner = uuid.uuid4().hex
+        self.book = ScheduleBook(app)
+        self.record_history = record_history
+        self.leading = False
+        self.token = 0
+        self._stop = asyncio.Event()
+        self._changed = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        await self.sync_code_schedules()
+        tasks = [asyncio.create_task(self._reap_loop()), asyncio.create_task(self._cron_loop())]
+        if self.record_history:
+            tasks.append(asyncio.create_task(self._record()))
+        await self._stop.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.leading:
+            await self.app.broker.lock("release", LEADER_LOCK, self.owner, self.lease_ms)
+
+    async def sync_code_schedules(self) -> None:
+        """Store the schedules declared with ``@app.job(cron=...)`` (code wins over Redis)."""
+        for schedule in self.app.code_schedules():
+            await self.book.put(schedule)
+
+    async def _reap_loop(self) -> None:
+        ttl_ms = int(self.settings.heartbeat_ttl_seconds * 1000)
+        while True:
+            try:
+                await reap_once(self.app.broker, await self.app.queues(), ttl_ms)
+            except OSError as exc:
+                log.warning("reaper: %s", exc)
+            await asyncio.sleep(self.settings.reap_seconds)  # a period, not a wait for state
+
+    async def _record(self) -> None:
+        from conveyor.scheduler.history import run_recorder
+
+        await run_recorder(self.app)
+
+    async def _cron_loop(self) -> None:
+        while True:
+            try:
+                wait = await self._cron_step()
+            except OSError as exc:
+                log.warning("scheduler: %s", exc)
+                self.leading = False
+                wait = 1.0
+            await asyncio.sleep(wait)  # until the next tick or lease renewal is due
+
+    async def _cron_step(self) -> float:
+        """Take or keep the lead, fire due ticks; returns seconds until there is work again."""
+        op = "renew" if self.leading else "acquire"
+        answer = await self.app.broker.lock(op, LEADER_LOCK, self.owner, self.lease_ms)
+        was_leading, self.leading = self.leading, answer > 0
+        renew_in = self.lease_ms / 3000
+        if not self.leading:
+            if was_leading:
+                log.warning("scheduler %s lost the lead", self.owner)
+            return min(renew_in, -answer / 1000 if answer < 0 else renew_in)
+        if not was_leading:
+            self.token = answer
+            log.info("scheduler %s leads (fencing token %d)", self.owner, answer)
+        return min(renew_in, await self.fire_due())
+
+    async def fire_due(self) -> float:
+        """Fire every due tick of every schedule; returns seconds until the next tick."""
+        now = server_ms(await self.app.redis.time())
+        last = await self.book.last_ticks()
+        next_tick = now + 60_000
+        for schedule in await self.book.all():
+            if schedule.paused:
+                continue
+            ticks = due_ticks(schedule, last.get(schedule.name), now, self.grace_ms)
+            if ticks:
+                await self.book.fire(schedule, ticks)
+            next_tick = min(next_tick, schedule.next_run_ms(max([now, *ticks])))
+        return max(0.0, (next_tick - now) / 1000)
