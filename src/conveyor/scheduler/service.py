@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from typing import TYPE_CHECKING
 
@@ -35,7 +37,7 @@ class Scheduler:
         self.settings = app.settings
         self.lease_ms = int((lease_seconds or self.settings.scheduler_lease_seconds) * 1000)
         self.grace_ms = self.lease_ms + 2000  # a failover must not turn on-time ticks into misfires
-        self.owner = uuid.uuid4().hex
+        self.owner = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.book = ScheduleBook(app)
         self.record_history = record_history
         self.leading = False
