@@ -13,7 +13,7 @@ import orjson
 from redis.asyncio import Redis
 
 from conveyor import serde, submit
-from conveyor.broker.broker import Broker
+from conveyor.broker.broker import Broker, MissingParent
 from conveyor.broker.codes import CancelOutcome, Code
 from conveyor.broker.keys import Keys, check_name
 from conveyor.connect import make_redis, strs, text_map
@@ -162,11 +162,18 @@ class Conveyor:
         idempotency_key: str | None = None,
         timeout: float | None = None,
         meta: Mapping[str, Any] | None = None,
+        depends_on: list[str] | None = None,
+        on_parent_failure: str | None = None,
     ) -> JobHandle:
-        """Submit one job. Raises a ``ValidationError`` (naming the field) for bad input."""
+        """Submit one job. Raises a ``ValidationError`` (naming the field) for bad input.
+
+        ``depends_on`` (ids of jobs in the same queue) holds the job until they complete; if
+        one ends dead or canceled the job is canceled, or runs with ``on_parent_failure="run"``.
+        """
         spec = {"type": type, "args": args, "queue": queue, "priority": priority, "delay": delay,
                 "run_at": run_at, "max_attempts": max_attempts,
-                "idempotency_key": idempotency_key, "timeout": timeout, "meta": meta}
+                "idempotency_key": idempotency_key, "timeout": timeout, "meta": meta,
+                "depends_on": depends_on, "on_parent_failure": on_parent_failure}
         return (await self.enqueue_many([spec], field_prefix=""))[0]
 
     async def enqueue_many(
@@ -202,7 +209,9 @@ class Conveyor:
             queue=given("queue"), priority=given("priority"),
             delay=spec.get("delay"), run_at=spec.get("run_at"),
             max_attempts=given("max_attempts"), timeout=given("timeout"),
-            idempotency_key=spec.get("idempotency_key"), meta=spec.get("meta"), field=field,
+            idempotency_key=spec.get("idempotency_key"), meta=spec.get("meta"),
+            depends_on=spec.get("depends_on"), on_parent_failure=spec.get("on_parent_failure"),
+            field=field,
         )
 
     async def _validate_args(
@@ -233,8 +242,15 @@ class Conveyor:
         broker = self.broker
         results: list[Any] = [None] * len(jobs)
         for queue, indexes in by_queue.items():
-            for i, res in zip(indexes, await broker.enqueue(queue, [jobs[i] for i in indexes]),
-                              strict=True):
+            try:
+                answers = await broker.enqueue(queue, [jobs[i] for i in indexes])
+            except MissingParent as exc:
+                i = indexes[exc.index]
+                raise ValidationError(
+                    f"{self._item_field('jobs' if len(jobs) > 1 else '', i)}depends_on",
+                    f"job {exc.parent!r} it depends on is not in queue {queue!r} (dependencies "
+                    "must be jobs of the same queue that Redis still holds)") from None
+            for i, res in zip(indexes, answers, strict=True):
                 results[i] = res
         return [self._handle(job, res) for job, res in zip(jobs, results, strict=True)]
 

@@ -43,6 +43,8 @@ class NewJob:
     idempotency_key: str | None = None
     fingerprint: str = ""
     meta_json: str = "{}"
+    depends_on: tuple[str, ...] = ()
+    on_parent_failure: str = "cancel"
 
 
 @dataclass(slots=True)

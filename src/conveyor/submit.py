@@ -21,10 +21,11 @@ MAX_ARGS_BYTES = 1024 * 1024
 MAX_ATTEMPTS_CAP = 1000
 MAX_DELAY_SECONDS = 10 * 365 * 86400
 MAX_TIMEOUT_SECONDS = 7 * 86400
+MAX_PARENTS = 100
 
 SUBMIT_FIELDS = frozenset(
     {"type", "args", "queue", "priority", "delay", "run_at", "max_attempts",
-     "idempotency_key", "timeout", "meta"}
+     "idempotency_key", "timeout", "meta", "depends_on", "on_parent_failure"}
 )
 
 
@@ -76,6 +77,28 @@ def check_idempotency_key(value: object, field: str = "idempotency_key") -> str:
     return value
 
 
+def check_parents(
+    depends_on: object, on_failure: object, delayed: bool, field: str
+) -> tuple[tuple[str, ...], str]:
+    if depends_on is None:
+        depends_on = ()
+    if isinstance(depends_on, str) or not isinstance(depends_on, list | tuple):
+        raise ValidationError(f"{field}depends_on", f"{field}depends_on must be a list of job ids")
+    if len(depends_on) > MAX_PARENTS:
+        raise ValidationError(f"{field}depends_on", f"at most {MAX_PARENTS} parents per job")
+    for i, parent in enumerate(depends_on):
+        if not isinstance(parent, str) or not NAME_RE.fullmatch(parent):
+            raise ValidationError(f"{field}depends_on[{i}]", f"{parent!r} is not a job id")
+    if depends_on and delayed:
+        raise ValidationError(f"{field}depends_on",
+                              "a job with depends_on runs when its parents complete: drop delay "
+                              "and run_at")
+    if on_failure not in (None, "cancel", "run"):
+        raise ValidationError(f"{field}on_parent_failure",
+                              "on_parent_failure must be 'cancel' or 'run'")
+    return tuple(depends_on), str(on_failure or "cancel")
+
+
 def encode_args(args: object, field: str = "args") -> str:
     if args is None:
         args = {}
@@ -106,6 +129,8 @@ def build(
     timeout: float,
     idempotency_key: str | None,
     meta: Mapping[str, Any] | None,
+    depends_on: object = None,
+    on_parent_failure: object = None,
     field: str = "",
 ) -> NewJob:
     """Check the scheduling options and assemble the job (arguments already validated)."""
@@ -126,10 +151,12 @@ def build(
         check_idempotency_key(idempotency_key, f("idempotency_key"))
         meta_dict["idempotency_key"] = idempotency_key
     serde.check_json(meta_dict, f("meta"))
+    parents, on_failure = check_parents(
+        depends_on, on_parent_failure, delay_ms >= 0 or run_at_ms >= 0, field)
     return NewJob(
         id=job_id(), type=type_, queue=queue, args_json=args_json, priority=priority,
         delay_ms=delay_ms, run_at_ms=run_at_ms, max_attempts=max_attempts, timeout=timeout,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint(type_, queue, args_json, priority) if idempotency_key else "",
-        meta_json=serde.dumps(meta_dict),
+        meta_json=serde.dumps(meta_dict), depends_on=parents, on_parent_failure=on_failure,
     )

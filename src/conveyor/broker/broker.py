@@ -27,12 +27,13 @@ if TYPE_CHECKING:
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": ("high", "normal", "low", "delayed", "marker", "events"),
     "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held"),
-    "complete": ("active", "events", "held"),
-    "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held"),
+    "complete": ("active", "events", "held", "high", "normal", "low", "marker"),
+    "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held",
+             "high", "normal", "low"),
     "release": ("jobkey", "active", "high", "normal", "low", "marker", "events", "held"),
     "renew": ("active",),
     "reap": ("active", "high", "normal", "low", "dead", "marker", "events", "held"),
-    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events"),
+    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "marker"),
     "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
     "delete": ("dead", "delayed", "high", "normal", "low", "events"),
     "pause": ("meta", "marker", "events"),
@@ -60,6 +61,15 @@ def global_keys(script: str, keys: Keys, *, worker_id: str = "", name: str = "")
     by_name = {"workers": keys.glob.workers, "info": keys.glob.worker(worker_id),
                "lock": keys.glob.lock(name), "fence": keys.glob.fence(name)}
     return [by_name[name] for name in SCRIPT_KEYS[script]]
+
+
+class MissingParent(Exception):
+    """A job's ``depends_on`` names a job the queue does not hold; nothing was written."""
+
+    def __init__(self, index: int, parent: str) -> None:
+        super().__init__(f"job {index}: parent {parent} not found")
+        self.index = index
+        self.parent = parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +117,14 @@ class Broker:
         batch = orjson.dumps([
             [job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
              job.max_attempts, job.timeout, job.fingerprint, job.idempotency_key or "",
-             job.meta_json]
+             job.meta_json, job.depends_on, job.on_parent_failure]
             for job in jobs
         ])
         args = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue,
                 qk.job_prefix, qk.no_unique, batch]
         raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
+        if raw and raw[0] == "!":
+            raise MissingParent(int(raw[1]) - 1, str(raw[2]))
         out = []
         for i in range(0, len(raw), 3):
             if int(raw[i + 2]) == 1:
@@ -167,7 +179,7 @@ class Broker:
             fixed_keys("fail", qk, worker_id=worker_id, job_id=job.id),
             [job.id, job.attempt, serde.dumps(error), delay_ms, self.maxlen,
              int(self.settings.release_unique_on_finish),
-             int(self.settings.result_ttl_seconds * 1000)],
+             int(self.settings.result_ttl_seconds * 1000), qk.job_prefix],
         )
         return _outcome(int(code), FailOutcome), int(due)
 
@@ -208,7 +220,7 @@ class Broker:
             "cancel",
             fixed_keys("cancel", qk, job_id=job_id),
             [job_id, self.maxlen, int(self.settings.result_ttl_seconds * 1000),
-             int(self.settings.release_unique_on_finish), self.cancel_channel],
+             int(self.settings.release_unique_on_finish), self.cancel_channel, qk.job_prefix],
         )
         return _outcome(int(code), CancelOutcome), str(status)
 

@@ -3,6 +3,10 @@
 -- KEYS[1]  active ZSET
 -- KEYS[2]  events STREAM
 -- KEYS[3]  SET of ids the completing worker holds
+-- KEYS[4]  ready list, high priority   (for jobs that waited on a completed one)
+-- KEYS[5]  ready list, normal priority
+-- KEYS[6]  ready list, low priority
+-- KEYS[7]  marker ZSET
 --
 -- ARGV[1]  events stream MAXLEN
 -- ARGV[2]  retention of completed jobs in Redis, ms (the history store keeps them for good)
@@ -16,11 +20,17 @@
 -- longer active: the result is dropped), -2 job missing.
 -- @include now_ms
 -- @include emit
+-- @include wake
+-- @include ready_key
+-- @include settle_children
 
 local active, events, held = KEYS[1], KEYS[2], KEYS[3]
+local high, normal, low, marker = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local maxlen, retention, release_unique = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local prefix, done = ARGV[4], cjson.decode(ARGV[5])
 local now = now_ms()
+local q = {prefix = prefix, high = high, normal = normal, low = low, marker = marker,
+           events = events, maxlen = maxlen, now = now, retention = retention}
 
 local function complete(id, token, result)
   local jobkey = prefix .. id
@@ -37,6 +47,7 @@ local function complete(id, token, result)
   if release_unique == '1' and f[5] and f[5] ~= '' then redis.call('DEL', f[5]) end
   emit(events, maxlen, jobkey, id, 'completed', 'completed', now,
     {'type', f[3], 'attempt', token, 'worker', f[4], 'result', result})
+  settle_children(q, id, true)
   return 1
 end
 

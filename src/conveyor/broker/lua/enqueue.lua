@@ -14,7 +14,8 @@
 -- ARGV[5]  unique key prefix "{<prefix>:<queue>}:unique:" (same hash tag)
 -- ARGV[6]  the jobs, a JSON array of arrays: [id, type, args (JSON text), priority,
 --          delay ms (-1 none), run_at ms (-1 none), max_attempts, timeout seconds,
---          idempotency fingerprint ('' = no key), idempotency key, meta (JSON text)]
+--          idempotency fingerprint ('' = no key), idempotency key, meta (JSON text),
+--          ids of jobs of this queue it depends on (array), on_parent_failure ('cancel'|'run')]
 --          One JSON argument instead of eleven per job: packing thousands of arguments
 --          costs the client more than the whole script costs the server.
 --
@@ -22,6 +23,9 @@
 -- (1 = new job, 0 = an existing job returned for a live idempotency key; then the second
 -- entry is the stored "<id> <fingerprint>" value). Submitting an id that exists already (a
 -- client retrying after a lost reply) changes nothing and answers its current status.
+-- A job with unfinished parents waits as 'delayed' (field 'waiting' counts them) until they
+-- complete. If a parent is not in this queue, nothing is written and the reply is
+-- {'!', <job index>, <parent id>}.
 -- @include now_ms
 -- @include emit
 -- @include wake
@@ -34,6 +38,28 @@ local job_prefix, unique_prefix = ARGV[4], ARGV[5]
 local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
 local wake_at = false
+
+-- Every parent must exist before anything is written: all or nothing.
+for i = 1, #jobs do
+  for _, parent in ipairs(jobs[i][12]) do
+    if redis.call('EXISTS', job_prefix .. parent) == 0 then return {'!', i, parent} end
+  end
+end
+
+-- The parents still to finish ({} = ready to go), or false when one failed and the job
+-- does not run on a parent's failure.
+local function pending_parents(job)
+  local waiting = {}
+  for _, parent in ipairs(job[12]) do
+    local status = redis.call('HGET', job_prefix .. parent, 'status')
+    if status == 'dead' or status == 'canceled' then
+      if job[13] ~= 'run' then return false end
+    elseif status ~= 'completed' then
+      waiting[#waiting + 1] = parent
+    end
+  end
+  return waiting
+end
 
 -- One job: returns the three reply entries described in the header.
 local function submit(job)
@@ -54,18 +80,32 @@ local function submit(job)
   if run_at >= 0 then due = run_at elseif delay > 0 then due = now + delay end
   local status = 'queued'
   if due > now then status = 'delayed' end
+  local waiting = pending_parents(job)
+  if not waiting then status = 'canceled' elseif #waiting > 0 then status = 'delayed' end
   redis.call('HSET', jobkey, 'id', id, 'type', jtype, 'queue', queue, 'args', args,
     'priority', priority, 'status', status, 'attempt', 0, 'failures', 0, 'deaths', 0,
     'max_attempts', max_attempts, 'timeout', timeout, 'created', now, 'due', due,
-    'meta', meta, 'ukey', uniquekey)
+    'meta', meta, 'ukey', uniquekey, 'on_parent_failure', job[13])
   local at = 0
-  if status == 'delayed' then
+  if not waiting or #waiting > 0 then
+    -- Waits for (or was canceled by) its parents: on no list until they settle it.
+    at = false
+    if waiting then
+      redis.call('HSET', jobkey, 'waiting', #waiting)
+      for _, parent in ipairs(waiting) do
+        redis.call('SADD', job_prefix .. parent .. ':children', id)
+      end
+    else
+      redis.call('HSET', jobkey, 'finished', now, 'error',
+        '{"type":"ParentFailed","message":"canceled: a job it depends on did not complete"}')
+    end
+  elseif status == 'delayed' then
     redis.call('ZADD', delayed, due, id)
     at = due
   else
     redis.call('LPUSH', ready_key(high, normal, low, priority), id)
   end
-  if not wake_at or at < wake_at then wake_at = at end
+  if at and (not wake_at or at < wake_at) then wake_at = at end
   emit(events, maxlen, jobkey, id, 'submitted', status, now,
     {'type', jtype, 'attempt', 0, 'priority', priority, 'args', args,
      'max_attempts', max_attempts, 'due', due, 'meta', meta})

@@ -8,6 +8,9 @@
 -- KEYS[5]  events STREAM
 -- KEYS[6]  marker ZSET
 -- KEYS[7]  SET of ids the worker holds
+-- KEYS[8]  ready list, high priority   (for jobs that waited on this one)
+-- KEYS[9]  ready list, normal priority
+-- KEYS[10] ready list, low priority
 --
 -- ARGV[1]  job id
 -- ARGV[2]  lease token (attempt)
@@ -16,6 +19,7 @@
 -- ARGV[5]  events stream MAXLEN
 -- ARGV[6]  '1' to release the idempotency key when the job ends, '0' to let its TTL run
 -- ARGV[7]  retention of canceled jobs in Redis, ms
+-- ARGV[8]  job key prefix "{<prefix>:<queue>}:job:" (for the jobs that wait on this one)
 --
 -- The idempotency key's name is read from the job's 'ukey' field; it shares the hash tag.
 --
@@ -24,12 +28,17 @@
 -- @include now_ms
 -- @include emit
 -- @include wake
+-- @include ready_key
+-- @include settle_children
 
 local jobkey, active, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events, marker, held = KEYS[5], KEYS[6], KEYS[7]
+local high, normal, low = KEYS[8], KEYS[9], KEYS[10]
 local id, token, err, delay = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local maxlen, release_unique, retention = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local now = now_ms()
+local q = {prefix = ARGV[8], high = high, normal = normal, low = low, marker = marker,
+           events = events, maxlen = maxlen, now = now, retention = retention}
 
 redis.call('SREM', held, id)
 local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'max_attempts', 'worker',
@@ -50,6 +59,7 @@ if delay == -2 then
   redis.call('PEXPIRE', jobkey, retention)
   release_key()
   emit(events, maxlen, jobkey, id, 'canceled', 'canceled', now, common)
+  settle_children(q, id, false)
   return {3, 0}
 end
 
@@ -70,4 +80,5 @@ redis.call('HSET', jobkey, 'status', 'dead', 'finished', now)
 redis.call('ZADD', dead, now, id)
 release_key()
 emit(events, maxlen, jobkey, id, 'dead', 'dead', now, common)
+settle_children(q, id, false)
 return {2, 0}

@@ -21,6 +21,7 @@
 -- @include emit
 -- @include wake
 -- @include ready_key
+-- @include settle_children
 
 local active, high, normal, low = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead, marker, events, held = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -28,6 +29,8 @@ local prefix, maxlen, threshold = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local dead_worker, limit = ARGV[4], tonumber(ARGV[5])
 local now = now_ms()
 local requeued, buried = 0, 0
+local q = {prefix = prefix, high = high, normal = normal, low = low, marker = marker,
+           events = events, maxlen = maxlen, now = now}
 
 local function reap(id, reason)
   local jobkey = prefix .. id
@@ -46,6 +49,7 @@ local function reap(id, reason)
     info[#info + 1] = 'error'
     info[#info + 1] = err
     emit(events, maxlen, jobkey, id, 'dead', 'dead', now, info)
+    settle_children(q, id, false)
     buried = buried + 1
   else
     redis.call('HSET', jobkey, 'status', 'queued')
