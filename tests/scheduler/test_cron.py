@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from conveyor import Conveyor
 from conveyor.embedded import RedisServer
 from conveyor.errors import ValidationError
 from conveyor.scheduler.cron import Schedule, due_ticks, parse_schedule
-from conveyor.scheduler.service import LEADER_LOCK, Scheduler
+from conveyor.scheduler.service import LEADER_LOCK
 from tests.procs import ROOT, wait_for, worker_env
 
 S = 1000
@@ -56,7 +57,7 @@ def test_dst_spring_forward_and_fall_back() -> None:
     start = int(datetime(2026, 10, 25, 0, 30, tzinfo=paris).timestamp() * 1000)
     ticks = hourly.ticks_after(start, start + 4 * 3600 * S, 10)
     # The repeated hour runs twice (two real instants), one hour apart.
-    assert [b - a for a, b in zip(ticks, ticks[1:], strict=False)] == [3600 * S] * (len(ticks) - 1)
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [3600 * S] * (len(ticks) - 1)
     assert len(ticks) == 4
 
 
@@ -106,7 +107,7 @@ def test_leader_killed_mid_minute_every_tick_fires_exactly_once(any_redis: Redis
     try:
         holder = str(wait_for(lambda: client.get(lock_key), 20, "a leader"))
         wait_for(lambda: client.xlen(stream) >= 3, 20, "the first ticks")
-        leader_pid = int(holder.split(" ")[0].rsplit("-", 2)[1])
+        leader_pid = int(holder.split(" ", maxsplit=1)[0].rsplit("-", 2)[1])
         os.kill(leader_pid, signal.SIGKILL)
         killed_at = time.time()
         wait_for(lambda: (client.get(lock_key) or holder) != holder, 20, "a new leader")
@@ -121,6 +122,6 @@ def test_leader_killed_mid_minute_every_tick_fires_exactly_once(any_redis: Redis
     ticks = [json.loads(f["meta"])["tick"] for f in submitted]
     assert len(ticks) == len(set(ticks)), "a tick fired twice"
     ticks.sort()
-    assert [b - a for a, b in zip(ticks, ticks[1:], strict=False)] == [S] * (len(ticks) - 1), \
+    assert [b - a for a, b in itertools.pairwise(ticks)] == [S] * (len(ticks) - 1), \
         "a tick was skipped"
     assert ticks[-1] / 1000 > killed_at + 3  # ticks kept coming after the kill
