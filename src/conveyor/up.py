@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -69,6 +70,12 @@ async def run_up(opts: UpOptions) -> None:
 
 
 async def _serve(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> None:
+    from conveyor.api.factory import create_app
+    from conveyor.api.server import ApiServer
+
+    admin_key = app.settings.admin_key or secrets.token_urlsafe(32)
+    api = ApiServer(create_app(app, admin_key=admin_key), opts.host, opts.port)
+    await api.start()
     worker = Worker(app, concurrency=opts.concurrency)
     scheduler = Scheduler(app)
     tasks = [asyncio.create_task(worker.run(), name="worker"),
@@ -79,10 +86,11 @@ async def _serve(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    _banner(app, opts, server)
+    _banner(app, api.url, admin_key, server)
     await tasks[0]
     scheduler.stop()
     await tasks[1]
+    await api.stop()
     for task in tasks[2:]:
         task.cancel()
     await asyncio.gather(*tasks[2:], return_exceptions=True)
@@ -95,9 +103,11 @@ async def _demo(app: Conveyor, rate: float) -> None:
         await demo.produce(app, rate=rate)
 
 
-def _banner(app: Conveyor, opts: UpOptions, server: RedisServer | None) -> None:
+def _banner(app: Conveyor, url: str, admin_key: str, server: RedisServer | None) -> None:
     where = f"private server {server.binary} (data in {server.data_dir})" if server else "external"
     lines = [
+        f"Dashboard: {url}/    API docs: {url}/docs",
+        f"Admin key: {admin_key}",
         f"Redis:   {app.settings.redis_url}  [{where}]",
         f"History: {app.settings.store_url}",
         f"Jobs:    {', '.join(sorted(app.registry)) or '(none registered)'}",
