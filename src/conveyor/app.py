@@ -87,12 +87,18 @@ class Conveyor:
         cron: str | None = None,
         tz: str = "UTC",
         misfire: str = "once",
+        rate: str | None = None,
+        concurrency: int | None = None,
+        limit_key: str | None = None,
         **extra: Any,
     ) -> Callable[[F], F]:
         """Register a handler: ``@app.job(queue="emails", max_attempts=5, timeout=30)``.
 
         With ``cron="*/5 * * * *"`` (and ``tz``, ``misfire``) the schedulers also submit it on
-        that schedule, with no arguments; the schedule is named after the job type."""
+        that schedule, with no arguments; the schedule is named after the job type.
+
+        ``rate="100/m"`` and ``concurrency=5`` limit the type across all workers (per value
+        of the argument ``limit_key`` when given); a job over a limit waits, uncounted."""
 
         def register(func: F) -> F:
             job_name = name or func.__name__
@@ -108,6 +114,7 @@ class Conveyor:
                 max_attempts=submit.check_attempts(max_attempts or self.settings.max_attempts),
                 timeout=timeout or self.settings.timeout_seconds,
                 backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
+                rate=rate, concurrency=concurrency, limit_key=limit_key,
             )
             return func
 

@@ -3,11 +3,13 @@ signature (strict: ``"5"`` is not an int), published to Redis as a JSON-schema c
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+import orjson
 import pydantic
 from pydantic import BaseModel, ConfigDict, create_model
 
@@ -32,13 +34,18 @@ class JobType:
     ctx_param: str | None = None
     model: type[BaseModel] = field(default=BaseModel)
     extra: dict[str, Any] = field(default_factory=dict)
+    limits: Limits | None = None
 
     @classmethod
-    def from_function(cls, name: str, func: Callable[..., Any], **opts: Any) -> JobType:
+    def from_function(
+        cls, name: str, func: Callable[..., Any], *, rate: str | None = None,
+        concurrency: int | None = None, limit_key: str | None = None, **opts: Any,
+    ) -> JobType:
         model, ctx_param = _arguments_model(name, func)
+        limits = Limits.parse(name, rate, concurrency, limit_key, set(model.model_fields))
         return cls(
             name=name, func=func, model=model, ctx_param=ctx_param,
-            is_async=inspect.iscoroutinefunction(func), **opts,
+            is_async=inspect.iscoroutinefunction(func), limits=limits, **opts,
         )
 
     def schema(self) -> dict[str, Any]:
@@ -60,6 +67,45 @@ class JobType:
 
     def call_kwargs(self, parsed: BaseModel) -> dict[str, Any]:
         return dict(parsed.__dict__)  # the validated fields, without per-field lookups
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Execution limits across all workers: ``rate`` like "100/m", a ``concurrency`` cap, each
+    kept per value of the argument ``key`` when given (e.g. per tenant)."""
+
+    concurrency: int = 0
+    interval_ms: int = 0  # GCRA emission interval; 0 = no rate
+    burst: int = 1
+    key: str | None = None
+
+    @classmethod
+    def parse(cls, job: str, rate: str | None, concurrency: int | None, key: str | None,
+              params: set[str]) -> Limits | None:
+        if rate is None and concurrency is None:
+            return None
+        if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
+            raise ValueError(f"job {job!r}: concurrency must be a positive integer")
+        if key is not None and key not in params:
+            raise ValueError(f"job {job!r}: limit_key {key!r} is not one of its parameters")
+        return cls(concurrency or 0, _interval_ms(job, rate) if rate else 0, 1, key)
+
+    def name(self, job: str, args_json: str) -> str:
+        """The limit a job counts against: its type, or its type and its key's value."""
+        if self.key is None:
+            return job
+        value = orjson.loads(args_json).get(self.key)
+        return f"{job}:{hashlib.sha1(orjson.dumps(value)).hexdigest()[:16]}"
+
+
+RATE_UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000}
+
+
+def _interval_ms(job: str, rate: str) -> int:
+    count, _, unit = rate.partition("/")
+    if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
+        raise ValueError(f"job {job!r}: rate {rate!r} must look like 100/s, 100/m or 100/h")
+    return max(1, RATE_UNITS[unit] // int(count))
 
 
 def arguments_error(exc: pydantic.ValidationError, prefix: str, name: str) -> ValidationError:

@@ -38,6 +38,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "delete": ("dead", "delayed", "high", "normal", "low", "events"),
     "pause": ("meta", "marker", "events"),
     "progress": ("jobkey", "events"),
+    "limit": ("slots", "rate", "jobkey", "active", "delayed", "marker", "events", "held"),
     "heartbeat": ("workers", "info"),
     "lock": ("lock", "fence"),
     "ratelimit": ("bucket",),
@@ -45,13 +46,15 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
 CANCEL_CHANNEL = "cancel"
 
 
-def fixed_keys(script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str = "") -> list[str]:
+def fixed_keys(
+    script: str, qk: QueueKeys, *, worker_id: str = "", job_id: str = "", limit: str = ""
+) -> list[str]:
     """The fixed KEYS of ``script`` for queue ``qk``, in the script's order."""
     by_name = {
         "high": qk.ready("high"), "normal": qk.ready("normal"), "low": qk.ready("low"),
         "delayed": qk.delayed, "active": qk.active, "dead": qk.dead, "marker": qk.marker,
         "events": qk.events, "meta": qk.meta, "held": qk.worker_jobs(worker_id),
-        "jobkey": qk.job(job_id),
+        "jobkey": qk.job(job_id), "slots": qk.limit_slots(limit), "rate": qk.limit_rate(limit),
     }
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
@@ -188,8 +191,20 @@ class Broker:
         return int(await self._run(
             "release",
             fixed_keys("release", qk, worker_id=worker_id, job_id=job.id),
-            [job.id, job.attempt, self.maxlen, reason],
+            [job.id, job.attempt, self.maxlen, reason, qk.job_prefix],
         ))
+
+    async def limit(
+        self, job: ClaimedJob, worker_id: str, limit: str, cap: int, interval_ms: int, burst: int
+    ) -> tuple[int, int]:
+        """Ask the execution limit ``limit`` to let ``job`` run: (1 granted | 2 parked |
+        3 delayed | -1 stale, due ms)."""
+        keys = fixed_keys("limit", self.qk(job.queue), worker_id=worker_id, job_id=job.id,
+                          limit=limit)
+        code, due = await self._run("limit", keys, [
+            job.id, job.attempt, cap, int(self.settings.lease_seconds * 1000), interval_ms,
+            burst, self.maxlen])
+        return int(code), int(due)
 
     async def renew(
         self, queue: str, leases: Sequence[tuple[str, int]]

@@ -12,6 +12,10 @@ Layout (``cv`` is the prefix, ``q`` a queue name)::
     {cv:q}:meta                    HASH   queue settings (``paused``)
     {cv:q}:unique:<key>            STRING idempotency key -> job id, with a TTL
     {cv:q}:wjobs:<worker>          SET    ids a worker holds leases on (for the reaper)
+    {cv:q}:job:<id>:children       SET    ids of jobs waiting for this one (depends_on)
+    {cv:q}:limit:<name>            ZSET   execution limit: holders of its concurrency slots
+    {cv:q}:limit:<name>:waiting    LIST   jobs parked until one of those slots frees
+    {cv:q}:rate:<name>             STRING execution limit: GCRA state of its rate
 
 Global keys share the tag ``{cv}`` so the few scripts that touch several of them stay on one
 Cluster slot::
@@ -22,9 +26,11 @@ Cluster slot::
     {cv}:catalog                   HASH   job type -> JSON (queue, schema, defaults)
 
 The per-queue hash tag puts every key of a queue in one slot, so each script runs unchanged on
-Redis Cluster. Two scripts (claim, reap) must name job hashes they only learn while running
-(ids popped from a list); they receive the job key *prefix* ``{cv:q}:job:`` and append the id.
-That key is in the same slot by construction, which is what Cluster requires.
+Redis Cluster. Scripts touch the keys passed in KEYS, plus keys derived from the queue's key
+prefix passed in ARGV (``{cv:q}:job:`` + an id they learn while running, a job's children,
+the limit named in a job's 'limit' field). Those share the queue's hash tag, so they are in
+the same slot by construction, which is all Cluster requires; enqueue and complete take
+their jobs this way to keep thousands of arguments off the client.
 """
 
 from __future__ import annotations
@@ -106,6 +112,13 @@ class QueueKeys:
     def no_unique(self) -> str:
         """Placeholder passed where a script takes a unique key but the job has none."""
         return f"{self.tag}:unique:"
+
+    def limit_slots(self, name: str) -> str:
+        """Concurrency slots of an execution limit (its waiting LIST appends ':waiting')."""
+        return f"{self.tag}:limit:{name}"
+
+    def limit_rate(self, name: str) -> str:
+        return f"{self.tag}:rate:{name}"
 
     def worker_jobs(self, worker_id: str) -> str:
         return f"{self.tag}:wjobs:{worker_id}"

@@ -15,10 +15,6 @@ if TYPE_CHECKING:
 LUA = resources.files("conveyor.broker") / "lua"
 INCLUDE_RE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 HEADER_KEY_RE = re.compile(r"^-- KEYS\[(\d+)\]", re.MULTILINE)
-SCRIPT_NAMES = (
-    "enqueue", "claim", "complete", "fail", "release", "renew", "reap",
-    "cancel", "retry", "delete", "pause", "heartbeat", "progress", "ratelimit", "lock",
-)
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,8 @@ def source(name: str) -> ScriptSource:
 
 
 def available() -> list[str]:
-    return [n for n in SCRIPT_NAMES if (LUA / f"{n}.lua").is_file()]
+    """Every script in ``lua/`` (the includes folder holds snippets, not scripts)."""
+    return sorted(p.name[:-4] for p in LUA.iterdir() if p.name.endswith(".lua"))
 
 
 def register_all(client: object) -> dict[str, AsyncScript]:

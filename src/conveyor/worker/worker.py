@@ -230,13 +230,32 @@ class Worker:
 
     # -- running -----------------------------------------------------------------------------
 
+    async def _admitted(self, job: ClaimedJob) -> bool:
+        """True when the job's execution limits let it run now (else the limit script has
+        parked or delayed it, which is no failure)."""
+        jt = self.app.registry.get(job.type)
+        if jt is None or jt.limits is None:
+            return True
+        lim = jt.limits
+        code, _ = await self.app.broker.limit(
+            job, self.id, lim.name(job.type, job.args_json), lim.concurrency, lim.interval_ms,
+            lim.burst)
+        return code == 1
+
     async def _run_job(self, r: Running) -> None:
         job = r.job
         try:
+            if not await self._admitted(job):
+                return
             outcome = await execute(
                 self.app.registry.get(job.type), job, r.ctx, self._executor, self.id)
         except asyncio.CancelledError:
             await self._after_stop(r)
+            return
+        except Exception:
+            # Only a bug or a Redis outage gets here; the lease runs out and the job is
+            # offered again, so it is not lost, but say so loudly.
+            log.exception("worker %s: job %s could not be run or settled", self.id, job.id)
             return
         finally:
             if r.timer:

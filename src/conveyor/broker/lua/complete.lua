@@ -23,6 +23,7 @@
 -- @include wake
 -- @include ready_key
 -- @include settle_children
+-- @include free_slot
 
 local active, events, held = KEYS[1], KEYS[2], KEYS[3]
 local high, normal, low, marker = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -42,6 +43,7 @@ local function complete(id, token, result)
     return -1
   end
   redis.call('ZREM', active, id)
+  free_slot(q, jobkey, id)
   redis.call('HSET', jobkey, 'status', 'completed', 'result', result, 'finished', now)
   redis.call('PEXPIRE', jobkey, retention)
   if release_unique == '1' and f[5] and f[5] ~= '' then redis.call('DEL', f[5]) end

@@ -30,6 +30,7 @@
 -- @include wake
 -- @include ready_key
 -- @include settle_children
+-- @include free_slot
 
 local jobkey, active, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local events, marker, held = KEYS[5], KEYS[6], KEYS[7]
@@ -52,6 +53,7 @@ if f[1] ~= 'active' or f[2] ~= token then
   return {-1, 0}
 end
 redis.call('ZREM', active, id)
+free_slot(q, jobkey, id)
 local common = {'type', f[3], 'attempt', token, 'worker', f[5], 'error', err}
 
 if delay == -2 then

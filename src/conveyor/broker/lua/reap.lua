@@ -22,6 +22,7 @@
 -- @include wake
 -- @include ready_key
 -- @include settle_children
+-- @include free_slot
 
 local active, high, normal, low = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local dead, marker, events, held = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -38,6 +39,7 @@ local function reap(id, reason)
   if f[1] ~= 'active' or not redis.call('ZSCORE', active, id) then return end
   if dead_worker ~= '' and reason == 'worker lost' and f[2] ~= dead_worker then return end
   redis.call('ZREM', active, id)
+  free_slot(q, jobkey, id)
   local deaths = redis.call('HINCRBY', jobkey, 'deaths', 1)
   local info = {'type', f[3], 'attempt', f[5], 'worker', f[2], 'reason', reason}
   if deaths >= threshold then

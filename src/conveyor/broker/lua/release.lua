@@ -14,23 +14,28 @@
 -- ARGV[2]  lease token (attempt)
 -- ARGV[3]  events stream MAXLEN
 -- ARGV[4]  reason (free text, recorded in the event)
+-- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (for a job parked on a freed slot)
 --
 -- Returns 1 released, -1 stale lease, -2 job missing.
 -- @include now_ms
 -- @include emit
 -- @include wake
 -- @include ready_key
+-- @include free_slot
 
 local jobkey, active, high, normal, low = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local marker, events, held = KEYS[6], KEYS[7], KEYS[8]
 local id, token, maxlen, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
+local q = {prefix = ARGV[5], high = high, normal = normal, low = low, marker = marker,
+           events = events, maxlen = maxlen, now = now}
 
 redis.call('SREM', held, id)
 local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'priority')
 if not f[1] then return -2 end
 if f[1] ~= 'active' or f[2] ~= token then return -1 end
 redis.call('ZREM', active, id)
+free_slot(q, jobkey, id)
 redis.call('HINCRBY', jobkey, 'releases', 1)
 redis.call('HSET', jobkey, 'status', 'queued')
 redis.call('RPUSH', ready_key(high, normal, low, f[4]), id)

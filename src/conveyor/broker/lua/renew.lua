@@ -18,9 +18,11 @@ local n = (#ARGV - 1) / 2
 
 for i = 1, n do
   local id, token = ARGV[2 * i], ARGV[2 * i + 1]
-  local f = redis.call('HMGET', KEYS[1 + i], 'status', 'attempt', 'cancel')
+  local f = redis.call('HMGET', KEYS[1 + i], 'status', 'attempt', 'cancel', 'limit')
   if f[1] == 'active' and f[2] == token and redis.call('ZSCORE', active, id) then
     redis.call('ZADD', active, 'XX', now + lease, id)
+    -- A concurrency slot lives as long as the lease ('limit' names it; same hash tag).
+    if f[4] then redis.call('ZADD', f[4], 'XX', now + lease, id) end
     if f[3] == '1' then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id

@@ -1,0 +1,71 @@
+-- limit.lua: a claimed job asks its execution limits for leave to run. Over a concurrency
+-- cap it is parked until a slot frees; over a rate it is delayed until the rate allows.
+-- Neither counts as a failed attempt.
+--
+-- KEYS[1]  slots ZSET of the limit (job id -> lease deadline ms); its waiting LIST is
+--          KEYS[1] .. ':waiting' (same hash tag)
+-- KEYS[2]  rate STRING of the limit (GCRA theoretical arrival time, ms)
+-- KEYS[3]  job HASH
+-- KEYS[4]  active ZSET
+-- KEYS[5]  delayed ZSET
+-- KEYS[6]  marker ZSET
+-- KEYS[7]  events STREAM
+-- KEYS[8]  SET of ids the worker holds
+--
+-- ARGV[1]  job id
+-- ARGV[2]  lease token (attempt)
+-- ARGV[3]  concurrency cap (0 = none)
+-- ARGV[4]  lease length ms (a slot lasts as long as the lease; renewals extend it)
+-- ARGV[5]  rate: ms between runs (GCRA emission interval; 0 = no rate)
+-- ARGV[6]  rate: burst, how many may run back to back
+-- ARGV[7]  events stream MAXLEN
+--
+-- Returns {code, due}: 1 granted, 2 parked for a slot, 3 delayed for the rate (due = ms),
+-- -1 stale lease.
+-- @include now_ms
+-- @include emit
+-- @include wake
+
+local slots, rate, jobkey, active = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local delayed, marker, events, held = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local id, token, cap, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local interval, burst, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
+local now = now_ms()
+
+local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type')
+if f[1] ~= 'active' or f[2] ~= token then return {-1, 0} end
+
+local function step_aside(status, due, reason)
+  redis.call('ZREM', active, id)
+  redis.call('SREM', held, id)
+  redis.call('HSET', jobkey, 'status', 'delayed', 'due', due)
+  emit(events, maxlen, jobkey, id, 'deferred', 'delayed', now,
+    {'type', f[3], 'attempt', token, 'reason', reason, 'due', due})
+end
+
+if cap > 0 then
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)  -- holders whose lease ran out
+  if not redis.call('ZSCORE', slots, id) and redis.call('ZCARD', slots) >= cap then
+    step_aside('delayed', 0, 'concurrency limit')
+    redis.call('RPUSH', slots .. ':waiting', id)
+    return {2, 0}
+  end
+end
+
+if interval > 0 then
+  local tat = math.max(tonumber(redis.call('GET', rate) or now), now)
+  local allow_at = tat + interval - interval * burst
+  if now < allow_at then
+    step_aside('delayed', allow_at, 'rate limit')
+    redis.call('ZADD', delayed, allow_at, id)
+    wake(marker, allow_at)
+    return {3, allow_at}
+  end
+  redis.call('SET', rate, tat + interval, 'PX', tat + interval - now + 1000)
+end
+
+if cap > 0 then
+  redis.call('ZADD', slots, now + lease, id)
+  redis.call('HSET', jobkey, 'limit', slots)
+end
+return {1, 0}
