@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -85,6 +86,11 @@ def worker(
         _run(go())
     except ConveyorError as exc:
         raise _fail(exc) from None
+    # Every lease is settled. A sync handler past its grace period may still be running in
+    # a thread (threads cannot be killed); its job was released, so exit without waiting.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 @cli.command()

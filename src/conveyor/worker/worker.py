@@ -104,6 +104,7 @@ class Worker:
         self._acks: dict[str, list[Completion]] = {}
         self._ack_ready = asyncio.Event()
         self._ack_lock = asyncio.Lock()
+        self._claiming: set[str] = set()
         self._stop = asyncio.Event()
         self._signals = 0
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
@@ -117,7 +118,7 @@ class Worker:
         await self.app.publish_catalog()
         await self.app._register_queues(self.queues)
         await self._heartbeat_once()
-        fetchers = [asyncio.create_task(self._fetch(q), name=f"fetch:{q}") for q in self.queues]
+        fetchers = {q: asyncio.create_task(self._fetch(q), name=f"fetch:{q}") for q in self.queues}
         self._background = [
             asyncio.create_task(self._ack_loop(), name="acker"),
             asyncio.create_task(
@@ -145,8 +146,18 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
 
-    async def _shutdown(self, fetchers: list[asyncio.Task[None]]) -> None:
-        await cancel_all(fetchers)
+    async def _stop_fetchers(self, fetchers: dict[str, asyncio.Task[None]]) -> None:
+        """Cancel fetchers that wait (on the marker or for a slot); one that is claiming
+        starts what it claimed and then sees the stop flag."""
+        while pending := {q: t for q, t in fetchers.items() if not t.done()}:
+            for queue, task in pending.items():
+                if queue not in self._claiming:
+                    task.cancel()
+            await asyncio.wait(pending.values(), timeout=0.5)
+        await asyncio.gather(*fetchers.values(), return_exceptions=True)
+
+    async def _shutdown(self, fetchers: dict[str, asyncio.Task[None]]) -> None:
+        await self._stop_fetchers(fetchers)
         tasks = [r.task for r in self.running.values() if r.task]
         if tasks and self.grace > 0:
             log.info("worker %s: waiting up to %ss for %d jobs", self.id, self.grace, len(tasks))
@@ -177,17 +188,15 @@ class Worker:
     def _blocking_client(self) -> Redis:
         # Its own connection, with a socket timeout just past the longest block: a connection
         # that stops answering (the wedge after a failover) raises and is replaced.
-        return make_redis(
-            self.settings.redis_url, single_connection_client=True,
-            socket_timeout=self.settings.block_seconds + 3, retry_on_error=[],
-        )
+        return make_redis(self.settings.redis_url, blocking_timeout=self.settings.block_seconds,
+                          retry_on_error=[])
 
     async def _fetch(self, queue: str) -> None:
         blocker = self._blocking_client()
         marker = self.app.keys.queue(queue).marker
         backoff = 0.05
         try:
-            while True:
+            while not self._stop.is_set():
                 try:
                     await self._fetch_step(queue, blocker, marker)
                     backoff = 0.05
@@ -205,10 +214,16 @@ class Worker:
             self._slot_freed.clear()
             await self._slot_freed.wait()
         want = min(self._free, self.settings.claim_batch)
-        result = await self.app.broker.claim(queue, self.id, want)
+        # Marked: shutdown never cancels a claim between Redis leasing the jobs and this worker
+        # starting them (they would sit leased until the lease ran out).
+        self._claiming.add(queue)
+        try:
+            result = await self.app.broker.claim(queue, self.id, want)
+        finally:
+            self._claiming.discard(queue)
         for job in result.jobs:
             self._start(job)
-        if result.jobs:
+        if result.jobs or self._stop.is_set():
             return
         wait = self.settings.block_seconds
         if result.wait_ms >= 0:
