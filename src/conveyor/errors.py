@@ -104,3 +104,13 @@ class IdempotencyConflict(ConveyorError):
         )
         self.key = key
         self.existing_id = existing_id
+
+
+class NotDurable(ConveyorError):
+    """The primary accepted the jobs but the requested replicas / AOF did not confirm them in
+    time. They may survive or not; resubmitting with the same idempotency key is safe."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"not durably acknowledged: {detail}; resubmit with the same idempotency key "
+            "(it returns the same job) or lower CONVEYOR_DURABLE_REPLICAS")

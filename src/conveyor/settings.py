@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     events_maxlen: int = Field(
         200_000, ge=1000, description="Approximate length cap of each queue's events stream"
     )
+    durable_replicas: int = Field(
+        0, ge=0, le=16,
+        description="enqueue answers only after this many replicas have the jobs (WAIT)",
+    )
+    durable_aof: bool = Field(
+        False, description="enqueue also waits for the AOF fsync (WAITAOF; Valkey 8, Redis 7.2+)"
+    )
+    durable_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, description="How long enqueue waits for replicas / the AOF"
+    )
     scheduler_lease_seconds: float = Field(
         10.0, gt=0, description="Scheduler leader lease; a dead leader is replaced this fast"
     )

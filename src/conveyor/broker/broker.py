@@ -17,6 +17,7 @@ from conveyor.broker import scripts
 from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
 from conveyor.broker.keys import Keys, QueueKeys
 from conveyor.connect import server_ms, strs
+from conveyor.errors import NotDurable
 from conveyor.job import ClaimedJob, NewJob
 
 if TYPE_CHECKING:
@@ -125,7 +126,10 @@ class Broker:
         ])
         args = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue,
                 qk.job_prefix, qk.no_unique, batch]
-        raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
+        if self.settings.durable_replicas or self.settings.durable_aof:
+            raw = await self._enqueue_durably(fixed_keys("enqueue", qk), args)
+        else:
+            raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
         if raw and raw[0] == "!":
             raise MissingParent(int(raw[1]) - 1, str(raw[2]))
         out = []
@@ -136,6 +140,31 @@ class Broker:
                 existing_id, _, fingerprint = str(raw[i + 1]).partition(" ")
                 out.append(Enqueued(existing_id, "", False, fingerprint))
         return out
+
+    async def _enqueue_durably(self, keys: list[str], args: list[Any]) -> Any:
+        """The enqueue script, then WAIT / WAITAOF on the same connection (a pipeline), so
+        the answer comes only once replicas / the AOF hold the jobs."""
+        replicas, timeout = self.settings.durable_replicas, self.settings.durable_timeout_ms
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await self.scripts["enqueue"](keys=keys, args=args, client=pipe)
+            if replicas:
+                pipe.execute_command("WAIT", replicas, timeout)
+            if self.settings.durable_aof:
+                pipe.execute_command("WAITAOF", 1, replicas, timeout)
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise NotDurable(f"the server refused: {reply} (WAITAOF needs Valkey 8 or "
+                                 "Redis 7.2+ with appendonly yes)") from reply
+        acked = replies[1:]
+        if replicas and int(acked[0]) < replicas:
+            raise NotDurable(f"{acked[0]} of {replicas} replicas confirmed within {timeout} ms")
+        if self.settings.durable_aof:
+            local, remote = acked[-1]
+            if int(local) < 1 or int(remote) < replicas:
+                raise NotDurable(f"the AOF fsync was confirmed locally {local}, "
+                                 f"by {remote} of {replicas} replicas, within {timeout} ms")
+        return replies[0]
 
     async def claim(
         self, queue: str, worker_id: str, count: int, client: Any = None

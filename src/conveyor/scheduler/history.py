@@ -6,7 +6,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from conveyor.connect import make_redis
+from conveyor.connect import is_cluster, make_redis
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -23,7 +23,9 @@ async def run_recorder(app: Conveyor, consumer: str | None = None) -> None:
     redis = make_redis(app.settings.redis_url)
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     try:
-        await Recorder(redis, app.keys, store, app.settings, name).run()
+        # On Cluster one XREADGROUP may only name streams of one slot: one reader per queue.
+        await Recorder(redis, app.keys, store, app.settings, name,
+                       one_stream_per_call=is_cluster(app.settings.redis_url)).run()
     finally:
         await redis.aclose()
         await store.close()
