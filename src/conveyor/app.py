@@ -90,6 +90,7 @@ class Conveyor:
         rate: str | None = None,
         concurrency: int | None = None,
         limit_key: str | None = None,
+        process: bool = False,
         **extra: Any,
     ) -> Callable[[F], F]:
         """Register a handler: ``@app.job(queue="emails", max_attempts=5, timeout=30)``.
@@ -98,7 +99,10 @@ class Conveyor:
         that schedule, with no arguments; the schedule is named after the job type.
 
         ``rate="100/m"`` and ``concurrency=5`` limit the type across all workers (per value
-        of the argument ``limit_key`` when given); a job over a limit waits, uncounted."""
+        of the argument ``limit_key`` when given); a job over a limit waits, uncounted.
+
+        ``process=True`` runs a sync handler in a child process, which a timeout or a
+        cancellation kills (after SIGTERM and a grace period): for CPU-bound work."""
 
         def register(func: F) -> F:
             job_name = name or func.__name__
@@ -114,7 +118,7 @@ class Conveyor:
                 max_attempts=submit.check_attempts(max_attempts or self.settings.max_attempts),
                 timeout=timeout or self.settings.timeout_seconds,
                 backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
-                rate=rate, concurrency=concurrency, limit_key=limit_key,
+                rate=rate, concurrency=concurrency, limit_key=limit_key, process=process,
             )
             return func
 

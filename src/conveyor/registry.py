@@ -35,17 +35,23 @@ class JobType:
     model: type[BaseModel] = field(default=BaseModel)
     extra: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
+    in_process: bool = False  # run in a child process that timeouts and cancels can kill
 
     @classmethod
     def from_function(
         cls, name: str, func: Callable[..., Any], *, rate: str | None = None,
-        concurrency: int | None = None, limit_key: str | None = None, **opts: Any,
+        concurrency: int | None = None, limit_key: str | None = None, process: bool = False,
+        **opts: Any,
     ) -> JobType:
         model, ctx_param = _arguments_model(name, func)
+        if process and (inspect.iscoroutinefunction(func) or ctx_param):
+            raise TypeError(f"job {name!r}: process=True takes a plain sync function without "
+                            "ctx (it runs in another interpreter)")
         limits = Limits.parse(name, rate, concurrency, limit_key, set(model.model_fields))
         return cls(
             name=name, func=func, model=model, ctx_param=ctx_param,
-            is_async=inspect.iscoroutinefunction(func), limits=limits, **opts,
+            is_async=inspect.iscoroutinefunction(func), limits=limits, in_process=process,
+            **opts,
         )
 
     def schema(self) -> dict[str, Any]:

@@ -12,10 +12,18 @@ from conveyor.broker.broker import Broker
 log = logging.getLogger("conveyor.reaper")
 
 
-async def reap_once(broker: Broker, queues: list[str], heartbeat_ttl_ms: int) -> tuple[int, int]:
-    """One pass over every queue; returns (requeued, dead)."""
+async def reap_once(
+    broker: Broker, queues: list[str], heartbeat_ttl_ms: int, alive: str | None = None
+) -> tuple[int, int]:
+    """One pass over every queue; returns (requeued, dead).
+
+    ``alive`` is the id of the worker running this reaper: it is alive whatever its own
+    heartbeat says (a late heartbeat of a busy or starved process must not make it requeue
+    the jobs it is running; other workers still judge it by its heartbeat)."""
     requeued = dead = 0
     for worker_id in await broker.dead_workers(heartbeat_ttl_ms):
+        if worker_id == alive:
+            continue
         r, d = await reap_worker(broker, worker_id)
         requeued, dead = requeued + r, dead + d
     for queue in queues:

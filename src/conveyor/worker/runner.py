@@ -10,11 +10,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from conveyor import serde
 from conveyor.errors import ConveyorError, NonRetryable, NotJSON, Retry
 from conveyor.job import ClaimedJob
 from conveyor.registry import JobType
 from conveyor.worker.context import Context
+from conveyor.worker.process import ChildFailed, run_in_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +37,11 @@ class HandlerTimeout(ConveyorError):
 
 
 def error_dict(exc: BaseException, job: ClaimedJob, worker_id: str) -> dict[str, Any]:
+    remote = exc.remote_traceback if isinstance(exc, ChildFailed) else ""
     return {
         "type": type(exc).__name__,
         "message": str(exc) or type(exc).__name__,
-        "traceback": "".join(traceback.format_exception(exc)),
+        "traceback": remote or "".join(traceback.format_exception(exc)),
         "worker": worker_id,
         "attempt": job.attempt,
         "started": job.started,
@@ -51,6 +55,10 @@ async def run_handler(
     """Validate arguments and call the handler; sync handlers run in the thread pool.
 
     The worker enforces the timeout (one timer per job, cheaper than a context manager)."""
+    if jt.in_process:
+        # JSON in, JSON out: the child validates nothing the worker has not validated.
+        jt.validate_json(job.args_json)
+        return await run_in_child(jt.func, orjson.loads(job.args_json))
     kwargs = jt.call_kwargs(jt.validate_json(job.args_json))
     if jt.ctx_param:
         kwargs[jt.ctx_param] = ctx

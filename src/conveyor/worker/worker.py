@@ -394,7 +394,8 @@ class Worker:
 
     async def _reap(self) -> None:
         queues = await self.app.queues()
-        await reap_once(self.app.broker, queues, int(self.settings.heartbeat_ttl_seconds * 1000))
+        await reap_once(self.app.broker, queues, int(self.settings.heartbeat_ttl_seconds * 1000),
+                        alive=self.id)
 
     async def _listen_cancels(self) -> None:
         """Stop a running job as soon as its cancellation is published (renewal backs it up)."""
