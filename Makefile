@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup up test lint bench fmt clean
+DASHBOARD_STATIC := src/conveyor/api/static/dashboard
+LINT_PATHS := src tests bench chaos
+
+.PHONY: setup up test lint bench chaos fmt clean dashboard dashboard-types chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,17 +22,34 @@ up: setup
 	$(BIN)/conveyor up
 
 lint: setup
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check $(wildcard $(LINT_PATHS))
 	$(BIN)/mypy
 
-test: setup lint
+# CI builds the dashboard from source before the browser tests run against it.
+test: setup lint dashboard chromium
 	$(BIN)/pytest
+
+dashboard:
+	cd dashboard && npm ci --no-audit --no-fund && npm test && npm run build
+	rm -rf $(DASHBOARD_STATIC)
+	mkdir -p $(dir $(DASHBOARD_STATIC))
+	cp -R dashboard/dist $(DASHBOARD_STATIC)
+
+dashboard-types: setup
+	$(BIN)/python dashboard/scripts/openapi.py > dashboard/openapi.json
+	cd dashboard && npm ci --no-audit --no-fund && npm run types
+
+# The browser tests drive Debian's Chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	  else echo "The dashboard's browser tests need Chromium: run  sudo sh -c 'apt-get update && apt-get install -y chromium'" >&2; exit 1; fi; }
 
 bench: setup
 	$(BIN)/python bench/throughput.py
 
 fmt: setup
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff check --fix $(wildcard $(LINT_PATHS))
 
 clean:
 	rm -rf $(VENV) .conveyor .pytest_cache .mypy_cache .ruff_cache
