@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     block_seconds: float = Field(
         5.0, gt=0, description="Longest wait on the wake-up marker (the watchdog's period)"
     )
-    claim_batch: int = Field(50, ge=1, le=1000, description="Most jobs leased per claim call")
+    claim_batch: int = Field(100, ge=1, le=1000, description="Most jobs leased per claim call")
     poison_threshold: int = Field(3, ge=1, description="Worker deaths that make a poison pill")
 
     max_attempts: int = Field(3, ge=1, description="Default attempts per job")

@@ -27,7 +27,6 @@
 -- complete. If a parent is not in this queue, nothing is written and the reply is
 -- {'!', <job index>, <parent id>}.
 -- @include now_ms
--- @include emit
 -- @include wake
 -- @include ready_key
 
@@ -85,7 +84,7 @@ local function submit(job)
   redis.call('HSET', jobkey, 'id', id, 'type', jtype, 'queue', queue, 'args', args,
     'priority', priority, 'status', status, 'attempt', 0, 'failures', 0, 'deaths', 0,
     'max_attempts', max_attempts, 'timeout', timeout, 'created', now, 'due', due,
-    'meta', meta, 'ukey', uniquekey, 'on_parent_failure', job[13])
+    'meta', meta, 'ukey', uniquekey, 'on_parent_failure', job[13], 'seq', 1)
   local at = 0
   if not waiting or #waiting > 0 then
     -- Waits for (or was canceled by) its parents: on no list until they settle it.
@@ -106,9 +105,10 @@ local function submit(job)
     redis.call('LPUSH', ready_key(high, normal, low, priority), id)
   end
   if at and (not wake_at or at < wake_at) then wake_at = at end
-  emit(events, maxlen, jobkey, id, 'submitted', status, now,
-    {'type', jtype, 'attempt', 0, 'priority', priority, 'args', args,
-     'max_attempts', max_attempts, 'due', due, 'meta', meta})
+  -- The first event of a job: its sequence number is 1, set with the fields above.
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'job', id, 'event', 'submitted',
+    'status', status, 'seq', 1, 'ts', now, 'type', jtype, 'attempt', 0, 'priority', priority,
+    'args', args, 'max_attempts', max_attempts, 'due', due, 'meta', meta)
   return id, status, 1
 end
 
