@@ -115,17 +115,21 @@ async def main(args: argparse.Namespace) -> None:
         server = RedisServer(binary, Path(tmp), aof=True).start()
         app.configure(redis_url=server.url)
         try:
+            sequential = await enqueue_sequential(args.single)
+            concurrent = await enqueue_concurrent(args.single)
+            bulk = await enqueue_bulk(args.jobs)
             rows = [
-                ("enqueue, one at a time (1 producer)", f"{await enqueue_sequential(args.single):,.0f} jobs/s"),
-                ("enqueue, one at a time (32 producers)", f"{await enqueue_concurrent(args.single):,.0f} jobs/s"),
-                ("enqueue, bulk (1,000 per call)", f"{await enqueue_bulk(args.jobs):,.0f} jobs/s"),
+                ("enqueue, one at a time (1 producer)", f"{sequential:,.0f} jobs/s"),
+                ("enqueue, one at a time (32 producers)", f"{concurrent:,.0f} jobs/s"),
+                ("enqueue, bulk (1,000 per call)", f"{bulk:,.0f} jobs/s"),
             ]
             await app.redis.flushall()
             app._known_queues.clear()
             rows.append((f"drain {args.jobs:,} no-op jobs, 1 worker process",
                          f"{await drain(server.url, args.jobs, args.concurrency):,.0f} jobs/s"))
             p50, p99 = await pickup(server.url, args.pickups, 0.02)
-            rows.append(("pickup latency, idle worker, sparse stream", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"))
+            rows.append(("pickup latency, idle worker, sparse stream",
+                         f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"))
         finally:
             await app.close()
             server.stop()

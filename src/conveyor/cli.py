@@ -33,7 +33,15 @@ AppArg = Annotated[str, typer.Argument(help="Your app as module:attribute, e.g. 
 AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app")]
 
 
+def _mount_gateway_commands() -> None:
+    from conveyor.api.commands import api_command, keys_cli
+
+    cli.command("api")(api_command)
+    cli.add_typer(keys_cli, name="keys")
+
+
 def main() -> None:
+    _mount_gateway_commands()
     logging.basicConfig(level=logging.INFO, format="%(message)s",
                         handlers=[RichHandler(console=err, show_path=False)])
     cli()
