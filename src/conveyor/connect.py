@@ -19,9 +19,9 @@ def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: 
     """A client for ``url``, retrying connection errors with backoff.
 
     URLs: ``redis://`` and ``rediss://`` (TLS), ``unix://``;
-    ``redis+sentinel://[:password@]host:26379,host2:26379/service_name[/db]`` (the client
+    ``redis+sentinel://[user:password@]host:26379,host2:26379/service_name[/db]`` (the client
     asks the sentinels for the current primary and follows failovers);
-    ``redis+cluster://[:password@]host:7000,host2:7001`` (Redis Cluster; every queue lives
+    ``redis+cluster://[user:password@]host:7000,host2:7001`` (Redis Cluster; every queue lives
     on one slot, so each script runs on one node). ``rediss+sentinel`` and
     ``rediss+cluster`` use TLS.
 
@@ -49,17 +49,20 @@ def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: 
     return Redis.from_url(url, **options)
 
 
-def _hosts(netloc: str, default_port: int) -> tuple[str | None, list[tuple[str, int]]]:
-    """``[:password@]h1:p1,h2:p2`` -> (password, [(h1, p1), (h2, p2)])."""
-    password = None
+def _hosts(
+    netloc: str, default_port: int
+) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """``[user:password@]h1:p1,h2:p2`` -> (user, password, [(h1, p1), (h2, p2)])."""
+    username = password = None
     if "@" in netloc:
         auth, netloc = netloc.rsplit("@", 1)
-        password = unquote(auth.split(":", 1)[-1]) or None
+        user, _, secret = auth.partition(":")
+        username, password = unquote(user) or None, unquote(secret) or None
     hosts = []
     for part in netloc.split(","):
         host, _, port = part.strip().rpartition(":") if ":" in part else (part, "", "")
         hosts.append((host.strip("[]") or "127.0.0.1", int(port) if port else default_port))
-    return password, hosts
+    return username, password, hosts
 
 
 def _sentinel(rest: str, tls: bool, options: dict[str, Any]) -> Redis:
@@ -68,24 +71,26 @@ def _sentinel(rest: str, tls: bool, options: dict[str, Any]) -> Redis:
     service, _, db = path.partition("/")
     if not service:
         raise ValueError("a sentinel URL names the service: redis+sentinel://h:26379/mymaster")
-    password, hosts = _hosts(netloc, 26379)
+    username, password, hosts = _hosts(netloc, 26379)
     params = parse_qs(query)
     sentinel_kwargs: dict[str, Any] = {
         "decode_responses": True, "socket_connect_timeout": 2, "socket_timeout": 2}
     if "sentinel_password" in params:
         sentinel_kwargs["password"] = params["sentinel_password"][0]
     sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, ssl=tls)  # type: ignore[no-untyped-call]
-    client = sentinel.master_for(service, db=int(db or 0), password=password, ssl=tls, **options)
+    client = sentinel.master_for(service, db=int(db or 0), username=username,
+                                 password=password, ssl=tls, **options)
     return cast(Redis, client)
 
 
 def _cluster(rest: str, tls: bool, options: dict[str, Any]) -> Redis:
     netloc = rest.partition("/")[0].partition("?")[0]
-    password, hosts = _hosts(netloc, 6379)
+    username, password, hosts = _hosts(netloc, 6379)
     for name in ("single_connection_client", "health_check_interval", "retry_on_error"):
         options.pop(name, None)
     cluster = RedisCluster(
-        startup_nodes=[ClusterNode(h, p) for h, p in hosts], password=password, ssl=tls,
+        startup_nodes=[ClusterNode(h, p) for h, p in hosts], username=username,
+        password=password, ssl=tls,
         **options)
     # RedisCluster offers the same command methods; Conveyor's keys keep each call on a slot.
     return cast(Redis, cluster)
