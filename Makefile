@@ -48,6 +48,10 @@ chromium:
 bench: setup
 	$(BIN)/python bench/throughput.py
 
+# The long fault-injection run (the CI tier runs inside make test).
+chaos: setup
+	$(BIN)/python -m chaos.run --jobs 100000 --kills 20
+
 fmt: setup
 	$(BIN)/ruff check --fix $(wildcard $(LINT_PATHS))
 

@@ -66,12 +66,19 @@ class Scheduler:
             await self.book.put(schedule)
 
     async def _reap_loop(self) -> None:
-        ttl_ms = int(self.settings.heartbeat_ttl_seconds * 1000)
+        ttl = self.settings.heartbeat_ttl_seconds
+        loop = asyncio.get_running_loop()
+        healthy_since = loop.time()
         while True:
+            # After Redis was unreachable every worker looks silent until it beats again:
+            # judge heartbeats only once Redis has answered us for a whole TTL.
+            judge = loop.time() - healthy_since >= ttl
             try:
-                await reap_once(self.app.broker, await self.app.queues(), ttl_ms)
+                await reap_once(self.app.broker, await self.app.queues(), int(ttl * 1000),
+                                judge_workers=judge)
             except OSError as exc:
                 log.warning("reaper: %s", exc)
+                healthy_since = loop.time() + self.settings.reap_seconds
             await asyncio.sleep(self.settings.reap_seconds)  # a period, not a wait for state
 
     async def _record(self) -> None:

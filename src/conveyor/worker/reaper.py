@@ -13,15 +13,18 @@ log = logging.getLogger("conveyor.reaper")
 
 
 async def reap_once(
-    broker: Broker, queues: list[str], heartbeat_ttl_ms: int, alive: str | None = None
+    broker: Broker, queues: list[str], heartbeat_ttl_ms: int, alive: str | None = None,
+    judge_workers: bool = True,
 ) -> tuple[int, int]:
     """One pass over every queue; returns (requeued, dead).
 
     ``alive`` is the id of the worker running this reaper: it is alive whatever its own
     heartbeat says (a late heartbeat of a busy or starved process must not make it requeue
-    the jobs it is running; other workers still judge it by its heartbeat)."""
+    the jobs it is running; other workers still judge it by its heartbeat).
+    ``judge_workers=False`` skips the heartbeat verdicts (expired leases are still reaped):
+    a worker passes it while its own heartbeats do not land regularly (see ``Worker``)."""
     requeued = dead = 0
-    for worker_id in await broker.dead_workers(heartbeat_ttl_ms):
+    for worker_id in await broker.dead_workers(heartbeat_ttl_ms) if judge_workers else []:
         if worker_id == alive:
             continue
         r, d = await reap_worker(broker, worker_id)

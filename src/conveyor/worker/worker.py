@@ -110,6 +110,10 @@ class Worker:
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="job")
         self._background: list[asyncio.Task[Any]] = []
         self.stopped_cleanly = False
+        # Loop times: since when our heartbeats have landed with no gap over the TTL, and the
+        # last one that landed (see _may_judge_workers).
+        self._beats_since: float | None = None
+        self._last_beat = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -391,11 +395,27 @@ class Worker:
     async def _heartbeat_once(self) -> None:
         ttl_ms = int(max(self.settings.heartbeat_ttl_seconds * 20, 3600) * 1000)
         await self.app.broker.heartbeat(self.id, self.info(), ttl_ms)
+        now = asyncio.get_running_loop().time()
+        if self._beats_since is None or now - self._last_beat > self.settings.heartbeat_ttl_seconds:
+            self._beats_since = now  # our own heartbeat was silent past the TTL meanwhile
+        self._last_beat = now
+
+    def _may_judge_workers(self) -> bool:
+        """Heartbeats say who is dead only once ours have landed regularly for a whole TTL.
+
+        While Redis is unreachable, and after it comes back, every worker looks silent (as
+        they do to a process that was starved of CPU): the others need a TTL to beat again,
+        or the first reaper back takes their running jobs, and a job re-claimed by a worker
+        that is reaped in turn piles up deaths until it ends as a poison pill."""
+        now = asyncio.get_running_loop().time()
+        ttl = self.settings.heartbeat_ttl_seconds
+        return (self._beats_since is not None and now - self._last_beat <= ttl
+                and now - self._beats_since >= ttl)
 
     async def _reap(self) -> None:
         queues = await self.app.queues()
         await reap_once(self.app.broker, queues, int(self.settings.heartbeat_ttl_seconds * 1000),
-                        alive=self.id)
+                        alive=self.id, judge_workers=self._may_judge_workers())
 
     async def _listen_cancels(self) -> None:
         """Stop a running job as soon as its cancellation is published (renewal backs it up)."""
