@@ -1,0 +1,145 @@
+"""The gateway's one ASGI middleware (pure ASGI: no per-request task or body copy beyond one).
+
+Responsibilities, for every HTTP request:
+- cap the body at ``max_body_bytes`` whether announced by Content-Length or sent chunked
+  (413 as soon as the cap is passed, without reading further), and cap the time it may take
+  to arrive (408), then replay it to the app;
+- append the headers a dependency left in ``scope["state"]["headers"]`` (the RateLimit-*
+  headers), whatever kind of response the route returned;
+- count the request by route template and status for ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from conveyor.api.errors import error_response
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Observer = Callable[[str, str, int], None]
+
+
+class _TooLarge(Exception):  # internal signal
+    pass
+
+
+class GatewayMiddleware:
+    """See the module docstring."""
+
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float,
+        observe: Observer | None = None,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.timeout = body_timeout
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        status = [0]
+        early = await self._read_body(scope, receive)
+        if isinstance(early, int):
+            await self._reject(scope, receive, send, early)
+            status[0] = early
+        else:
+            await self.app(scope, early or receive, self._sender(send, state, status))
+        if self.observe is not None:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.observe(scope["method"], template, status[0])
+
+    def _sender(self, send: Send, state: dict[str, Any], status: list[int]) -> Send:
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = state.get("headers")
+                if extra:
+                    message["headers"] = [*message.get("headers", ()),
+                                          *((k.encode(), v.encode()) for k, v in extra)]
+            await send(message)
+
+        return wrapped
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | int | None:
+        """A receive that replays the whole body; None when there is no body; a status
+        (413, 408, 400) when the body must be refused."""
+        length, chunked = _body_headers(scope)
+        if length is None and not chunked:
+            return None
+        if length is not None and length < 0:
+            return 400
+        if length is not None and length > self.max_body:
+            return 413
+        try:
+            async with asyncio.timeout(self.timeout):
+                body = await self._collect(receive)
+        except _TooLarge:
+            return 413
+        except TimeoutError:
+            return 408
+        return _replay(body, receive)
+
+    async def _collect(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the app will see an empty body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int) -> None:
+        if status == 413:
+            response = error_response(413, "body_too_large",
+                                      f"the body is larger than {self.max_body} bytes")
+        elif status == 408:
+            response = error_response(408, "body_timeout",
+                                      f"the body did not arrive within {self.timeout:g}s")
+        else:
+            response = error_response(400, "bad_content_length", "Content-Length is invalid")
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
+
+
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    length: int | None = None
+    chunked = False
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = -1
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+    return length, chunked
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for http.disconnect as usual
+
+    return replay

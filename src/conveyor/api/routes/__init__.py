@@ -1,0 +1,8 @@
+"""One router per resource; ``ROUTERS`` is the order they are mounted in."""
+
+from __future__ import annotations
+
+from conveyor.api.routes import health, jobs, queues, stats, types, workers, ws
+
+ROUTERS = [jobs.router, queues.router, workers.router, types.router, stats.router,
+           ws.router, health.router]

@@ -1,0 +1,134 @@
+"""``/api/jobs``: submit one or many, read one (live, then history), search the history,
+cancel, retry, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+
+from conveyor.api import views
+from conveyor.api.deps import (
+    IDEMPOTENCY_HEADER,
+    Admin,
+    Caller,
+    Submission,
+    body_openapi,
+    submission,
+)
+from conveyor.api.errors import ApiError, responses
+from conveyor.api.models import (
+    NAME_PATTERN,
+    BulkResult,
+    BulkSubmission,
+    JobAction,
+    JobOut,
+    JobPageOut,
+    JobSubmission,
+    SubmittedJob,
+)
+from conveyor.job import Status
+from conveyor.store.base import SortField
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+
+JobIdPath = Annotated[str, Path(pattern=NAME_PATTERN, description="The job's id")]
+OneJob = Annotated[Submission[JobSubmission], Depends(submission(JobSubmission))]
+ManyJobs = Annotated[Submission[BulkSubmission], Depends(submission(BulkSubmission))]
+SUBMIT_ERRORS = responses(400, 401, 403, 408, 409, 413, 415, 422, 429, 503)
+READ_ERRORS = responses(401, 403, 404, 422, 429, 503)
+
+
+def _json(content: dict[str, Any], status: int) -> Response:
+    """Built by hand: the response models document the shape, validating it again per job
+    would cost more than writing it."""
+    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+@router.post(
+    "", status_code=201, response_model=SubmittedJob, summary="Submit a job",
+    responses={200: {"model": SubmittedJob, "description": "An existing job returned for "
+                     "the Idempotency-Key"}, **SUBMIT_ERRORS},
+    openapi_extra=body_openapi(JobSubmission, headers=[IDEMPOTENCY_HEADER]),
+)
+async def submit(sub: OneJob) -> Response:
+    spec = views.submission_spec(sub.body, sub.call.principal)
+    if sub.idempotency_key is not None:
+        spec["idempotency_key"] = sub.idempotency_key
+    handle = await sub.call.gateway.submitter.submit(spec)
+    answer = await views.submitted(sub.call.gateway, handle)
+    response = _json(answer, 201 if handle.created else 200)
+    response.headers["Location"] = f"/api/jobs/{handle.id}"
+    return response
+
+
+@router.post(
+    "/bulk", status_code=201, response_model=BulkResult, summary="Submit many jobs",
+    description="All or nothing: every item is validated before any is written; the first "
+    "invalid item is named in `field` (e.g. `jobs[3].args.width`).",
+    responses=SUBMIT_ERRORS, openapi_extra=body_openapi(BulkSubmission),
+)
+async def submit_bulk(sub: ManyJobs) -> Response:
+    gateway = sub.call.gateway
+    views.check_bulk(sub.body.jobs, gateway.settings.bulk_max)
+    specs = [views.submission_spec(job, sub.call.principal, f"jobs[{i}].")
+             for i, job in enumerate(sub.body.jobs)]
+    handles = await gateway.conveyor.enqueue_many(specs)
+    answers = [await views.submitted(gateway, h) for h in handles]
+    return _json({"jobs": answers}, 201)
+
+
+@router.get("", response_model=JobPageOut, summary="Search the job history",
+            responses=READ_ERRORS)
+async def search(
+    call: Caller,
+    status: Annotated[list[Status] | None, Query(description="Any of these statuses")] = None,
+    queue: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    type: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
+    text: Annotated[str | None, Query(min_length=1, max_length=200,
+                                      description="Substring of any error of the job")] = None,
+    since_ms: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    until_ms: Annotated[int | None, Query(ge=0, le=2**53)] = None,
+    sort: SortField = "submitted_ms",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> JobPageOut:
+    query = {"status": status, "queue": queue, "type": type, "text": text,
+             "since_ms": since_ms, "until_ms": until_ms, "sort": sort,
+             "descending": order == "desc", "limit": limit, "cursor": cursor}
+    page = await views.search(call.store, call.principal, query)
+    return JobPageOut(items=[JobOut.from_stored(j) for j in page.items],
+                      next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="Get a job", responses=READ_ERRORS)
+async def get_job(job_id: JobIdPath, call: Caller) -> JobOut:
+    job = await views.find_job(call.gateway, job_id)
+    if job is None or not views.owns(call.principal, job):
+        raise ApiError(404, "job_not_found", f"job {job_id!r} not found")
+    return job
+
+
+@router.post("/{job_id}/cancel", response_model=JobAction, summary="Cancel a job",
+             description="A waiting job ends `canceled`; a running one gets "
+             "`cancel_requested` and its worker stops it.",
+             responses=responses(401, 403, 404, 409, 422, 429, 503))
+async def cancel(job_id: JobIdPath, call: Admin) -> JobAction:
+    return JobAction(id=job_id, status=await call.conveyor.cancel(job_id))
+
+
+@router.post("/{job_id}/retry", response_model=JobAction, summary="Retry a dead or canceled job",
+             responses=responses(401, 403, 404, 409, 422, 429, 503))
+async def retry(job_id: JobIdPath, call: Admin) -> JobAction:
+    await call.conveyor.retry(job_id)
+    return JobAction(id=job_id, status="queued")
+
+
+@router.delete("/{job_id}", status_code=204, summary="Delete a job that is not running",
+               response_class=Response, responses=responses(401, 403, 404, 409, 422, 429, 503))
+async def delete(job_id: JobIdPath, call: Admin) -> Response:
+    await call.conveyor.delete(job_id)
+    return Response(status_code=204)

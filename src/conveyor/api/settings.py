@@ -1,0 +1,56 @@
+"""Settings of the API gateway. Every field reads ``CONVEYOR_API_<NAME>`` from the environment
+(``CONVEYOR_API_RATE_LIMIT=200/s``); ``create_app`` takes an instance to override them."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from conveyor.api.ratelimit import parse_networks, parse_rate
+
+
+class ApiSettings(BaseSettings):
+    """What the gateway accepts and how fast. Sizes are bytes, durations seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVEYOR_API_", extra="ignore")
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Largest request body (413)")
+    max_json_depth: int = Field(40, ge=4, le=500, description="Deepest JSON nesting (400)")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest time a client may take to send its body (408)"
+    )
+    bulk_max: int = Field(1000, ge=1, le=100_000, description="Most jobs per bulk submission")
+    rate_limit: str = Field(
+        "100/s", description="Default limit per API key: N/s, N/m, N/h, N/d or 'unlimited'"
+    )
+    anonymous_rate_limit: str = Field(
+        "20/s", description="Limit per client IP for unauthenticated requests"
+    )
+    trusted_proxies: str = Field(
+        "", description="Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is used"
+    )
+    ratelimit_fail_open: bool = Field(
+        True, description="Admit requests when Redis cannot be asked (they then fail on Redis)"
+    )
+    key_cache_seconds: float = Field(
+        1.0, ge=0, description="How long a process trusts a looked-up API key (revocation lag)"
+    )
+    ws_buffer: int = Field(
+        1000, ge=1, description="Events queued per WebSocket client before it is cut off"
+    )
+    ws_auth_timeout_seconds: float = Field(
+        5.0, gt=0, description="Time a WebSocket client has to authenticate"
+    )
+    metrics_public: bool = Field(True, description="Serve /metrics without an API key")
+
+    @field_validator("rate_limit", "anonymous_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        parse_networks(value)
+        return value
