@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
-from conveyor import Conveyor, Worker
+import pytest
+
+from conveyor import Conveyor, IdempotencyConflict, Worker
 
 
 def register(app: Conveyor) -> None:
@@ -45,3 +47,22 @@ async def test_released_when_the_job_ends_if_configured(app: Conveyor) -> None:
     assert again.created and again.id != first.id
     worker.stop()
     await task
+
+
+async def test_a_conflicting_key_in_a_batch_writes_nothing(app: Conveyor) -> None:
+    register(app)
+    await app.enqueue("charge", {"order": "D"}, idempotency_key="order-D")
+    qk = app.keys.queue("q")
+    before = await app.redis.llen(qk.ready("normal"))
+    specs = [{"type": "charge", "args": {"order": f"new-{i}"}} for i in range(3)]
+    specs.append({"type": "charge", "args": {"order": "other"}, "idempotency_key": "order-D"})
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue_many(specs)
+    assert await app.redis.llen(qk.ready("normal")) == before
+
+
+async def test_same_key_with_another_delay_is_a_conflict(app: Conveyor) -> None:
+    register(app)
+    await app.enqueue("charge", {"order": "E"}, idempotency_key="order-E", delay=5)
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue("charge", {"order": "E"}, idempotency_key="order-E", delay=50)

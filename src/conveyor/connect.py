@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
@@ -43,10 +43,14 @@ def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: 
         return _sentinel(rest, scheme.startswith("rediss"), options)
     if scheme in ("redis+cluster", "rediss+cluster"):
         return _cluster(rest, scheme.startswith("rediss"), options)
-    if blocking_timeout is not None:
-        options["single_connection_client"] = True
     options["health_check_interval"] = 15
-    return Redis.from_url(url, **options)
+    single = bool(options.pop("single_connection_client", blocking_timeout is not None))
+    # A bounded pool that makes a burst wait for a free connection (up to 10 s) instead of
+    # failing with "Too many connections" as the default pool does past its limit.
+    pool = BlockingConnectionPool.from_url(url, max_connections=256, timeout=10, **options)
+    client = Redis(connection_pool=pool, single_connection_client=single)
+    client.auto_close_connection_pool = True
+    return client
 
 
 def _hosts(

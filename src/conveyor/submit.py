@@ -112,9 +112,9 @@ def encode_args(args: object, field: str = "args") -> str:
     return text
 
 
-def fingerprint(type_: str, queue: str, args_json: str, priority: str) -> str:
+def fingerprint(type_: str, queue: str, args_json: str, priority: str, *timing: object) -> str:
     """Identifies a submission's content, to tell a retried request from a conflicting one."""
-    digest = hashlib.sha256(orjson.dumps([type_, queue, priority, args_json]))
+    digest = hashlib.sha256(orjson.dumps([type_, queue, priority, args_json, *timing]))
     return digest.hexdigest()[:32]
 
 
@@ -158,6 +158,7 @@ def build(
         id=job_id(), type=type_, queue=queue, args_json=args_json, priority=priority,
         delay_ms=delay_ms, run_at_ms=run_at_ms, max_attempts=max_attempts, timeout=timeout,
         idempotency_key=idempotency_key,
-        fingerprint=fingerprint(type_, queue, args_json, priority) if idempotency_key else "",
+        fingerprint=fingerprint(type_, queue, args_json, priority, delay_ms, run_at_ms,
+                                max_attempts) if idempotency_key else "",
         meta_json=serde.dumps(meta_dict), depends_on=parents, on_parent_failure=on_failure,
     )

@@ -1015,6 +1015,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1037,7 +1047,7 @@ export interface operations {
             query?: never;
             header?: {
                 /** @description Same key and body: the same job again (200). Same key, other body: 409. */
-                "Idempotency-Key"?: string | null;
+                "Idempotency-Key"?: string;
             };
             path?: never;
             cookie?: never;
@@ -1141,6 +1151,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1255,6 +1275,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1332,6 +1362,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1416,6 +1456,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1502,6 +1552,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1588,6 +1648,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1644,6 +1714,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1724,6 +1804,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1841,6 +1931,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1958,6 +2058,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2035,6 +2145,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2112,6 +2232,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2185,6 +2315,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2232,6 +2372,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2288,6 +2438,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2326,6 +2486,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2373,6 +2543,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2411,6 +2591,16 @@ export interface operations {
             /** @description Rate limited; see Retry-After and RateLimit-* headers */
             429: {
                 headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {

@@ -17,7 +17,7 @@ from conveyor.broker import scripts
 from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
 from conveyor.broker.keys import Keys, QueueKeys
 from conveyor.connect import server_ms, strs
-from conveyor.errors import NotDurable
+from conveyor.errors import IdempotencyConflict, NotDurable
 from conveyor.job import ClaimedJob, NewJob
 
 if TYPE_CHECKING:
@@ -132,6 +132,9 @@ class Broker:
             raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
         if raw and raw[0] == "!":
             raise MissingParent(int(raw[1]) - 1, str(raw[2]))
+        if raw and raw[0] == "!key":
+            job = jobs[int(raw[1]) - 1]
+            raise IdempotencyConflict(job.idempotency_key or "", str(raw[2]).partition(" ")[0])
         out = []
         for i in range(0, len(raw), 3):
             if int(raw[i + 2]) == 1:

@@ -25,7 +25,8 @@
 -- client retrying after a lost reply) changes nothing and answers its current status.
 -- A job with unfinished parents waits as 'delayed' (field 'waiting' counts them) until they
 -- complete. If a parent is not in this queue, nothing is written and the reply is
--- {'!', <job index>, <parent id>}.
+-- {'!', <job index>, <parent id>}; if a live idempotency key names a job with another
+-- fingerprint, nothing is written and the reply is {'!key', <job index>, <stored value>}.
 -- @include now_ms
 -- @include wake
 -- @include ready_key
@@ -38,10 +39,17 @@ local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
 local wake_at = false
 
--- Every parent must exist before anything is written: all or nothing.
+-- Every parent must exist, and no idempotency key may name a different job, before anything
+-- is written: all or nothing.
 for i = 1, #jobs do
   for _, parent in ipairs(jobs[i][12]) do
     if redis.call('EXISTS', job_prefix .. parent) == 0 then return {'!', i, parent} end
+  end
+  if jobs[i][10] ~= '' then
+    local stored = redis.call('GET', unique_prefix .. jobs[i][10])
+    if stored and string.sub(stored, string.find(stored, ' ', 1, true) + 1) ~= jobs[i][9] then
+      return {'!key', i, stored}
+    end
   end
 end
 
