@@ -8,26 +8,21 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from conveyor import inspect as views
-from conveyor.app import Conveyor
+from conveyor.cli_support import app_or_exit, console, err, run
 from conveyor.errors import ConveyorError, ValidationError
-from conveyor.loader import AppNotFound, load_app
 
-T = TypeVar("T")
 cli = typer.Typer(help="Conveyor: a distributed job scheduler on Redis.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Inspect and steer a queue's dead-letter queue.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
-console = Console()
-err = Console(stderr=True)
 
 AppArg = Annotated[str, typer.Argument(help="Your app as module:attribute, e.g. myapp:app")]
 AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app")]
@@ -47,23 +42,6 @@ def main() -> None:
     cli()
 
 
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-
-        return uvloop.run(coro)
-    except ImportError:
-        return asyncio.run(coro)
-
-
-def _app(spec: str | None) -> Conveyor:
-    try:
-        return load_app(spec)
-    except AppNotFound as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
 def _fail(exc: Exception) -> typer.Exit:
     field = f" ({exc.field})" if isinstance(exc, ValidationError) else ""
     err.print(f"[red]error{field}:[/red] {exc}")
@@ -81,7 +59,7 @@ def worker(
     """Run jobs from the app's queues until SIGTERM (graceful) or a second signal (at once)."""
     from conveyor.worker.worker import Worker
 
-    the_app = _app(app)
+    the_app = app_or_exit(app)
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
 
     async def go() -> None:
@@ -91,7 +69,7 @@ def worker(
         await the_app.close()
 
     try:
-        _run(go())
+        run(go())
     except ConveyorError as exc:
         raise _fail(exc) from None
     # Every lease is settled. A sync handler past its grace period may still be running in
@@ -112,7 +90,7 @@ def up(
     """Run everything in one process on embedded defaults (private Redis, SQLite history)."""
     from conveyor.up import UpOptions, run_up
 
-    _run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,
+    run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,
                           demo_rate=demo_rate)))
 
 
@@ -135,7 +113,7 @@ def enqueue(
     except orjson.JSONDecodeError as exc:
         err.print(f"[red]error (args):[/red] --args is not valid JSON: {exc}")
         raise typer.Exit(2) from None
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> None:
         handle = await the_app.enqueue(
@@ -147,7 +125,7 @@ def enqueue(
         await the_app.close()
 
     try:
-        _run(go())
+        run(go())
     except (ConveyorError, TimeoutError) as exc:
         raise _fail(exc) from None
 
@@ -155,7 +133,7 @@ def enqueue(
 @cli.command()
 def status(app: AppOpt = None) -> None:
     """Queue depths per priority, delayed, active and dead; live workers."""
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> tuple[list[views.QueueStats], list[views.WorkerInfo]]:
         try:
@@ -164,7 +142,7 @@ def status(app: AppOpt = None) -> None:
             await the_app.close()
 
     try:
-        queues, workers = _run(go())
+        queues, workers = run(go())
     except OSError as exc:
         err.print(f"[red]error:[/red] Redis at {the_app.settings.redis_url} is unreachable "
                   f"({exc}); start `conveyor up` or set CONVEYOR_REDIS_URL")
@@ -202,7 +180,7 @@ def dlq_list(
     app: AppOpt = None,
 ) -> None:
     """The newest dead jobs of a queue with their last error."""
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> list[Any]:
         try:
@@ -211,7 +189,7 @@ def dlq_list(
             await the_app.close()
 
     try:
-        jobs = _run(go())
+        jobs = run(go())
     except ConveyorError as exc:
         raise _fail(exc) from None
     table = Table(title=f"Dead letters of {queue}")
@@ -246,7 +224,7 @@ def dlq_purge(
 
 
 def _dlq_action(spec: str | None, queue: str, ids: list[str] | None, *, retry: bool) -> None:
-    the_app = _app(spec)
+    the_app = app_or_exit(spec)
 
     async def go() -> int:
         try:
@@ -257,7 +235,7 @@ def _dlq_action(spec: str | None, queue: str, ids: list[str] | None, *, retry: b
             await the_app.close()
 
     try:
-        count = _run(go())
+        count = run(go())
     except ConveyorError as exc:
         raise _fail(exc) from None
     console.print(f"{'requeued' if retry else 'deleted'} {count} job(s) of {queue}")
@@ -271,7 +249,7 @@ def scheduler(
     """Cron (leader-elected), the reaper and the history recorder."""
     from conveyor.scheduler.service import Scheduler
 
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> None:
         service = Scheduler(the_app, record_history=history)
@@ -279,7 +257,7 @@ def scheduler(
         await service.run()
         await the_app.close()
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -287,7 +265,7 @@ def recorder(app: AppArg) -> None:
     """Only the history recorder: every queue's events into the store (CONVEYOR_STORE_URL)."""
     from conveyor.scheduler.history import run_recorder
 
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> None:
         task = asyncio.create_task(run_recorder(the_app))
@@ -295,7 +273,7 @@ def recorder(app: AppArg) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    _run(go())
+    run(go())
 
 
 @cli.command()
@@ -308,7 +286,7 @@ def recover(
     from conveyor.recovery import recover as run_recovery
     from conveyor.store import open_store
 
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> list[Any]:
         store = await open_store(the_app.settings.store_url)
@@ -319,7 +297,7 @@ def recover(
             await store.close()
             await the_app.close()
 
-    plans = _run(go())
+    plans = run(go())
     table = Table(title=("Re-enqueued" if apply else "Would re-enqueue (dry run; --apply "
                          "to do it)") + f": {len(plans)} job(s)")
     for col in ("id", "queue", "type", "was"):

@@ -10,45 +10,24 @@ coroutine to run next to the worker.
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from conveyor.api.auth import ApiKeys, Role, new_key
 from conveyor.api.ratelimit import parse_rate
 from conveyor.api.server import serve
 from conveyor.app import Conveyor
-from conveyor.loader import AppNotFound, load_app
+from conveyor.cli_support import app_or_exit, console, err, run
 
-T = TypeVar("T")
-console = Console()
-err = Console(stderr=True)
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app "
                                             "(default: settings from CONVEYOR_*)")]
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
-def _app(spec: str | None) -> Conveyor:
-    try:
-        return load_app(spec)
-    except AppNotFound as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def api_command(
@@ -58,10 +37,10 @@ def api_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the REST API, the live-events WebSocket and /metrics (docs at /docs)."""
-    the_app = _app(app)
+    the_app = app_or_exit(app)
     console.print(f"Conveyor API on http://{host}:{port}  (docs: /docs, metrics: /metrics)")
     try:
-        _run(_serve_until_signal(the_app, host, port, log_level))
+        run(_serve_until_signal(the_app, host, port, log_level))
     except OSError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
@@ -105,7 +84,7 @@ def keys_create(
         except ValueError as exc:
             err.print(f"[red]error (--rate):[/red] {exc}")
             raise typer.Exit(2) from None
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> tuple[str, str]:
         try:
@@ -114,7 +93,7 @@ def keys_create(
         finally:
             await the_app.close()
 
-    key, key_id = _run(go())
+    key, key_id = run(go())
     err.print(f"created {role.value} key {key_id}; store it now, it is not shown again:")
     console.print(key)
 
@@ -122,7 +101,7 @@ def keys_create(
 @keys_cli.command("list")
 def keys_list(app: AppOpt = None) -> None:
     """The keys (ids, roles, limits; never the keys themselves)."""
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> Any:
         try:
@@ -133,7 +112,7 @@ def keys_list(app: AppOpt = None) -> None:
     table = Table(title="API keys")
     for col in ("id", "role", "rate", "name", "created"):
         table.add_column(col)
-    for record in _run(go()):
+    for record in run(go()):
         created = (datetime.fromtimestamp(record.created_ms / 1000, UTC)
                    .isoformat(timespec="seconds") if record.created_ms else "-")
         table.add_row(record.id, record.role.value, record.rate or "(default)", record.name,
@@ -147,7 +126,7 @@ def keys_revoke(
     app: AppOpt = None,
 ) -> None:
     """Revoke a key (other API processes stop accepting it within a second)."""
-    the_app = _app(app)
+    the_app = app_or_exit(app)
 
     async def go() -> bool:
         try:
@@ -155,7 +134,7 @@ def keys_revoke(
         finally:
             await the_app.close()
 
-    if not _run(go()):
+    if not run(go()):
         err.print(f"[red]error:[/red] no key {key_id!r} (see `conveyor keys list`)")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")
