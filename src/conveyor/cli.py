@@ -283,6 +283,7 @@ def recover(
     app: AppOpt = None,
 ) -> None:
     """Re-enqueue jobs the history holds as unfinished but Redis no longer knows."""
+    from conveyor.recovery import RecorderBehind
     from conveyor.recovery import recover as run_recovery
     from conveyor.store import open_store
 
@@ -297,7 +298,11 @@ def recover(
             await store.close()
             await the_app.close()
 
-    plans = run(go())
+    try:
+        plans = run(go())
+    except RecorderBehind as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     table = Table(title=("Re-enqueued" if apply else "Would re-enqueue (dry run; --apply "
                          "to do it)") + f": {len(plans)} job(s)")
     for col in ("id", "queue", "type", "was"):
