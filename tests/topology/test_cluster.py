@@ -55,3 +55,33 @@ async def test_everything_works_on_a_cluster(cluster_setup: ClusterSetup) -> Non
         worker.stop()
         await task
         await app.close()
+
+
+async def test_the_api_event_hub_reads_every_queue_on_a_cluster(
+    cluster_setup: ClusterSetup,
+) -> None:
+    from conveyor.api.hub import Hub
+
+    app = Conveyor(redis_url=cluster_setup.url, **FAST)
+
+    @app.job(queue="q0")
+    async def echo(n: int) -> int:
+        return n
+
+    await app.enqueue_many([{"type": "echo", "args": {"n": 0}, "queue": q} for q in QUEUES])
+    seen: set[str] = set()
+    all_seen = asyncio.Event()
+
+    def observe(ev: object) -> None:
+        seen.add(ev.queue)  # type: ignore[attr-defined]
+        if seen >= set(QUEUES):
+            all_seen.set()
+
+    hub = Hub(app, block_ms=500, observers=[observe])
+    await hub.start()
+    try:
+        await app.enqueue_many([{"type": "echo", "args": {"n": 1}, "queue": q} for q in QUEUES])
+        await asyncio.wait_for(all_seen.wait(), 10)  # live events from all ten queues' slots
+    finally:
+        await hub.stop()
+        await app.close()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.exceptions import RedisError, ResponseError
 
-from conveyor.connect import make_redis
+from conveyor.connect import is_cluster, make_redis
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -175,6 +175,9 @@ class Hub:
         self._wake = asyncio.Event()
         self._stopping = False
         self._snapshotted = False
+        # On Redis Cluster one XREAD may only name streams of one slot: a reader per queue.
+        self._cluster = is_cluster(conveyor.settings.redis_url)
+        self._queue_readers: dict[str, asyncio.Task[None]] = {}
 
     def stream(self, queue: str) -> str:
         return self.conveyor.keys.queue(queue).events
@@ -198,6 +201,10 @@ class Hub:
         while self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.wait({self._task}, timeout=1.0)
+        while pending := [t for t in self._queue_readers.values() if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
         if self._reader is not None:
             await self._reader.aclose()
 
@@ -233,9 +240,13 @@ class Hub:
         if loop.time() >= self._refresh_at or not self._snapshotted:
             await self._refresh()
         assert self._reader is not None
-        if self._reader_id is None:
+        if self._cluster:
+            self._start_queue_readers()
+        elif self._reader_id is None:
             self._reader_id = int(await self._reader.client_id())
-        if not self.positions:  # no stream to block on yet: wait for discover() or a while
+        if self._cluster or not self.positions:
+            # No stream to block on yet (or, on Cluster, the per-queue readers do it): wait
+            # for discover() or a while, then look for new queues.
             self._refresh_at = 0.0
             # call_later rather than asyncio.timeout: on 3.11 a timeout expiring as stop()
             # cancels the task can swallow that cancellation.
@@ -256,6 +267,30 @@ class Hub:
             self._refresh_at = 0.0
             return
         self._dispatch_reply(reply)
+
+    def _start_queue_readers(self) -> None:
+        for queue in self.positions:
+            task = self._queue_readers.get(queue)
+            if task is None or task.done():
+                self._queue_readers[queue] = asyncio.create_task(
+                    self._read_queue(queue), name=f"conveyor-api-hub:{queue}")
+
+    async def _read_queue(self, queue: str) -> None:
+        """Cluster mode: block on one queue's stream (its own slot) and dispatch."""
+        assert self._reader is not None
+        delay = 0.05
+        while not self._stopping:
+            try:
+                reply = await self._reader.xread({self.stream(queue): self.positions[queue]},
+                                                 count=self.count, block=self.block_ms)
+                delay = 0.05
+            except (RedisError, OSError) as exc:
+                log.warning("event hub: reading %s failed (%s); retrying", queue, exc)
+                await asyncio.sleep(delay)  # backoff before reconnecting, not a poll
+                delay = min(delay * 2, 2.0)
+                continue
+            if reply:
+                self._dispatch_reply(reply)
 
     def _dispatch_reply(self, reply: Any) -> None:
         by_stream = {self.stream(q): q for q in self.positions}
