@@ -79,22 +79,30 @@ def start_sentinel(tmp: Path, index: int, primary_port: int) -> tuple[int, subpr
 def sentinel_setup(tmp_path: Path) -> Iterator[SentinelSetup]:
     # Serve a returning replica at once (the default waits 5 s for more replicas to batch).
     fast_sync = ["--repl-diskless-sync-delay", "0"]
-    primary = RedisServer(BINARY, tmp_path / "primary", extra=fast_sync).start()
-    replica = RedisServer(BINARY, tmp_path / "replica",
-                          extra=[*fast_sync, "--replicaof", "127.0.0.1", str(primary.port)]).start()
-    wait_until(lambda: client(replica.port).info("replication")["master_link_status"] == "up",
-               15, "the replica to sync")
-    started = [start_sentinel(tmp_path, i, primary.port) for i in range(3)]
-    setup = SentinelSetup(primary, replica, [p for p, _ in started], [s for _, s in started])
-    wait_until(lambda: all(len(client(p).sentinel_slaves(SERVICE)) == 1
-                           and int(client(p).sentinel_master(SERVICE)["num-other-sentinels"]) == 2
-                           for p in setup.sentinel_ports), 20, "the sentinels to see everyone")
-    yield setup
-    for proc in setup.sentinels:
-        proc.kill()
-        proc.wait()
-    primary.kill()
-    replica.kill()
+    primary = RedisServer(BINARY, tmp_path / "primary", extra=fast_sync)
+    replica = RedisServer(BINARY, tmp_path / "replica", extra=fast_sync)
+    setup = SentinelSetup(primary, replica, [])
+    try:  # a setup that fails half way must not leave servers behind
+        primary.start()
+        replica.extra += ["--replicaof", "127.0.0.1", str(primary.port)]
+        replica.start()
+        wait_until(lambda: client(replica.port).info("replication")["master_link_status"]
+                   == "up", 15, "the replica to sync")
+        for i in range(3):
+            port, proc = start_sentinel(tmp_path, i, primary.port)
+            setup.sentinel_ports.append(port)
+            setup.sentinels.append(proc)
+        wait_until(lambda: all(
+            len(client(p).sentinel_slaves(SERVICE)) == 1
+            and int(client(p).sentinel_master(SERVICE)["num-other-sentinels"]) == 2
+            for p in setup.sentinel_ports), 20, "the sentinels to see everyone")
+        yield setup
+    finally:
+        for proc in setup.sentinels:
+            proc.kill()
+            proc.wait()
+        primary.kill()
+        replica.kill()
 
 
 @dataclass
@@ -108,14 +116,26 @@ class ClusterSetup:
 
 @pytest.fixture
 def cluster_setup(tmp_path: Path) -> Iterator[ClusterSetup]:
+    """Three primaries with the slots split evenly."""
     # The bus port defaults to port + 10000, which a free high port can overflow: set it.
     bus_ports = [free_port() for _ in range(3)]
     nodes = [
         RedisServer(BINARY, tmp_path / f"node{i}", extra=[
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", "2000", "--cluster-port", str(bus)]).start()
+            "--cluster-node-timeout", "2000", "--cluster-port", str(bus)])
         for i, bus in enumerate(bus_ports)
     ]
+    try:  # a setup that fails half way must not leave servers behind
+        for node in nodes:
+            node.start()
+        form_cluster(nodes, bus_ports)
+        yield ClusterSetup(nodes)
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+def form_cluster(nodes: list[RedisServer], bus_ports: list[int]) -> None:
     bounds = [(0, 5460), (5461, 10922), (10923, 16383)]
     for node, (low, high) in zip(nodes, bounds, strict=True):
         client(node.port).execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
@@ -125,6 +145,3 @@ def cluster_setup(tmp_path: Path) -> Iterator[ClusterSetup]:
                            and len(client(n.port).execute_command("CLUSTER", "NODES")
                                    .strip().splitlines()) == 3
                            for n in nodes), 30, "the cluster to form")
-    yield ClusterSetup(nodes)
-    for node in nodes:
-        node.kill()
