@@ -31,6 +31,7 @@ from conveyor.locks import Lock
 from conveyor.registry import JobType
 from conveyor.scheduler.cron import Schedule, ScheduleBook, parse_schedule
 from conveyor.settings import Settings
+from conveyor.store.base import Store
 from conveyor.worker.context import Context
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,6 +65,7 @@ class Conveyor:
         self._catalog_cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._sync: _SyncRunner | None = None
         self._code_schedules: dict[str, Schedule] = {}
+        self._stores: dict[asyncio.AbstractEventLoop, Store] = {}
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before the app first connects (e.g. ``redis_url``)."""
@@ -144,7 +146,21 @@ class Conveyor:
     def broker(self) -> Broker:
         return self._conn()[1]
 
+    async def history(self) -> Store:
+        """The history store named by ``store_url`` (opened once per event loop): every job
+        Redis has let go of, with its attempts; search, counts, time series, retention."""
+        loop = asyncio.get_running_loop()
+        if loop not in self._stores:
+            from conveyor.store import open_store
+
+            self._stores[loop] = await open_store(
+                self.settings.store_url, retention_days=self.settings.history_retention_days)
+        return self._stores[loop]
+
     async def close(self) -> None:
+        store = self._stores.pop(asyncio.get_running_loop(), None)
+        if store is not None:
+            await store.close()
         conn = self._conns.pop(asyncio.get_running_loop(), None)
         if conn:
             await conn[0].aclose()
