@@ -12,7 +12,7 @@ import pytest
 from conveyor.store import StoreConfigError, open_store, sqlite_path
 from conveyor.store.mongo import MongoStore, write_concern
 from conveyor.store.sqlite import SqliteStore
-from tests.store.conftest import HAS_SECANTUS, SecantusProcess
+from tests.store.conftest import SecantusProcess, require_secantus
 from tests.store.helpers import lifecycle, wait_until
 
 
@@ -58,7 +58,6 @@ def test_majority_write_concern_when_the_url_names_a_replica_set() -> None:
     assert write_concern("mongodb://a,b/db?replicaSet=rs0&w=1") is None  # the URL decides
 
 
-@pytest.mark.skipif(not HAS_SECANTUS, reason="secantusdb not installed")
 async def test_mongo_store_writes_majority_and_keeps_retention_in_its_ttl_index(
     mongo_server: SecantusProcess,
 ) -> None:
@@ -77,10 +76,10 @@ async def test_mongo_store_writes_majority_and_keeps_retention_in_its_ttl_index(
         await second.close()
 
 
-@pytest.mark.skipif(not HAS_SECANTUS, reason="secantusdb not installed")
 async def test_mongo_ttl_index_removes_only_ended_jobs() -> None:
     """Retention enforced by the server itself. The in-process SecantusDB is the one form
     that sweeps TTL indexes every second rather than every minute."""
+    require_secantus()
     from secantus.server import SecantusDBServer
 
     server = SecantusDBServer(storage_path=":memory:", port=0, ttl_sweep_seconds=1)

@@ -19,7 +19,7 @@ from conveyor.scheduler.recorder import Recorder
 from conveyor.store import Store
 from conveyor.store.mongo import MongoStore
 from conveyor.store.sqlite import SqliteStore
-from tests.store.conftest import HAS_SECANTUS, SecantusProcess, StartRecorder
+from tests.store.conftest import SecantusProcess, StartRecorder, require_secantus
 from tests.store.helpers import caught_up, submit, wait_until, work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,8 +172,7 @@ async def _errors(recorder: Recorder) -> bool:
 @pytest.fixture
 async def mongo_outage(tmp_path: Path) -> AsyncIterator[tuple[SecantusProcess, MongoStore]]:
     """A server of its own (on disk, so it keeps its data across a restart) and its store."""
-    if not HAS_SECANTUS:
-        pytest.skip("secantusdb not installed")
+    require_secantus()
     server = SecantusProcess(storage=str(tmp_path / "mongo")).start()
     store = await MongoStore.open(server.url("outage"), server_selection_timeout_ms=1000)
     yield server, store

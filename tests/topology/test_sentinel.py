@@ -4,7 +4,8 @@ with durable acknowledgement no acknowledged job is lost."""
 from __future__ import annotations
 
 import asyncio
-import time
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -28,10 +29,20 @@ async def test_primary_killed_under_load_loses_no_acknowledged_job(
 
     ran_at: list[float] = []
 
+    progress = asyncio.Condition()  # notified on every acknowledgement and every run
+    ran: set[int] = set()
+
     @app.job(queue="ha", max_attempts=10)
     async def note(n: int) -> None:
         await ledger.sadd("done", str(n))
         ran_at.append(asyncio.get_running_loop().time())
+        async with progress:
+            ran.add(n)
+            progress.notify_all()
+
+    async def until(condition: Callable[[], bool], timeout: float) -> None:
+        async with progress:
+            await asyncio.wait_for(progress.wait_for(condition), timeout)
 
     acked: list[int] = []
     refused = 0
@@ -45,7 +56,9 @@ async def test_primary_killed_under_load_loses_no_acknowledged_job(
         while not stop_at or loop.time() < stop_at[0]:
             try:
                 await app.enqueue("note", {"n": n})
-                acked.append(n)
+                async with progress:
+                    acked.append(n)
+                    progress.notify_all()
             except (ConveyorError, RedisError, OSError) as exc:  # fail-over: not acknowledged
                 refused += 1
                 errors.append(repr(exc)[:200])
@@ -57,8 +70,7 @@ async def test_primary_killed_under_load_loses_no_acknowledged_job(
     worker_task = asyncio.create_task(worker.run())
     producer = asyncio.create_task(produce())
     try:
-        while len(acked) < 200:
-            await asyncio.sleep(0.05)
+        await until(lambda: len(acked) >= 200, 30)
         old_port = sentinel_setup.primary.port
         sentinel_setup.primary.kill()
         killed_at = loop.time()
@@ -73,15 +85,16 @@ async def test_primary_killed_under_load_loses_no_acknowledged_job(
         old.extra = ["--replicaof", "127.0.0.1", str(sentinel_setup.current_primary_port())]
         await asyncio.to_thread(old.start)
         restarted = loop.time() - killed_at
-        while len(acked) <= count_at_kill:
-            assert loop.time() - killed_at < RESUME_LIMIT, f"producers stuck: {errors[-2:]}"
-            await asyncio.sleep(0.05)
+        try:
+            await until(lambda: len(acked) > count_at_kill,
+                        RESUME_LIMIT - (loop.time() - killed_at))
+        except TimeoutError:
+            raise AssertionError(f"producers stuck: {errors[-2:]}") from None
         resumed = loop.time() - killed_at
         stop_at.append(loop.time() + 1.0)
         await producer
-        deadline = time.monotonic() + 30
-        while await ledger.scard("done") < len(set(acked)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(TimeoutError):  # a lost job shows in the ledger check below
+            await until(lambda: set(acked) <= ran, 30)
         done = {int(x) for x in await ledger.smembers("done")}
         lost = set(acked) - done
         after = [t for t in ran_at if t > killed_at + failed_over]
