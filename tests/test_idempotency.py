@@ -66,3 +66,14 @@ async def test_same_key_with_another_delay_is_a_conflict(app: Conveyor) -> None:
     await app.enqueue("charge", {"order": "E"}, idempotency_key="order-E", delay=5)
     with pytest.raises(IdempotencyConflict):
         await app.enqueue("charge", {"order": "E"}, idempotency_key="order-E", delay=50)
+
+
+async def test_one_key_for_two_bodies_in_one_batch_writes_nothing(app: Conveyor) -> None:
+    register(app)
+    specs = [{"type": "charge", "args": {"order": order}, "idempotency_key": "order-F"}
+             for order in ("F-1", "F-2")]
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue_many(specs)
+    assert await app.redis.llen(app.keys.queue("q").ready("normal")) == 0
+    same = await app.enqueue_many([specs[0], specs[0]])
+    assert same[0].id == same[1].id and same[0].created and not same[1].created

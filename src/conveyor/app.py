@@ -19,7 +19,6 @@ from conveyor.broker.keys import Keys, check_name
 from conveyor.connect import make_redis, strs, text_map
 from conveyor.errors import (
     ConveyorError,
-    IdempotencyConflict,
     InvalidState,
     JobNotFound,
     UnknownJobType,
@@ -282,8 +281,7 @@ class Conveyor:
         return [self._handle(job, res) for job, res in zip(jobs, results, strict=True)]
 
     def _handle(self, job: NewJob, res: Any) -> JobHandle:
-        if not res.created and res.existing_fingerprint != job.fingerprint:
-            raise IdempotencyConflict(job.idempotency_key or "", res.id)
+        # A key naming another job was refused by the script before it wrote anything.
         self._remember(res.id, job.queue)
         return JobHandle(self, res.id, job.queue, res.status or "existing", res.created)
 

@@ -81,7 +81,6 @@ class Enqueued:
     id: str
     status: str
     created: bool
-    existing_fingerprint: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +139,8 @@ class Broker:
             if int(raw[i + 2]) == 1:
                 out.append(Enqueued(raw[i], raw[i + 1], True))
             else:
-                existing_id, _, fingerprint = str(raw[i + 1]).partition(" ")
-                out.append(Enqueued(existing_id, "", False, fingerprint))
+                # A live key's job: the reply is its stored "<id> <fingerprint>".
+                out.append(Enqueued(str(raw[i + 1]).partition(" ")[0], "", False))
         return out
 
     async def _enqueue_durably(self, keys: list[str], args: list[Any]) -> Any:

@@ -39,17 +39,25 @@ local jobs = cjson.decode(ARGV[6])
 local now = now_ms()
 local wake_at = false
 
--- Every parent must exist, and no idempotency key may name a different job, before anything
--- is written: all or nothing.
+-- Every parent must exist, and no idempotency key may name a different job (stored, or
+-- earlier in this batch), before anything is written: all or nothing.
+local fingerprints = {}
 for i = 1, #jobs do
   for _, parent in ipairs(jobs[i][12]) do
     if redis.call('EXISTS', job_prefix .. parent) == 0 then return {'!', i, parent} end
   end
-  if jobs[i][10] ~= '' then
-    local stored = redis.call('GET', unique_prefix .. jobs[i][10])
-    if stored and string.sub(stored, string.find(stored, ' ', 1, true) + 1) ~= jobs[i][9] then
-      return {'!key', i, stored}
+  local ikey, fingerprint = jobs[i][10], jobs[i][9]
+  if ikey ~= '' then
+    if not fingerprints[ikey] then  -- {fingerprint, "<id> <fingerprint>"} of the key's job
+      local stored = redis.call('GET', unique_prefix .. ikey)
+      if stored then
+        local space = string.find(stored, ' ', 1, true)
+        fingerprints[ikey] = {string.sub(stored, space + 1), stored}
+      else
+        fingerprints[ikey] = {fingerprint, jobs[i][1] .. ' ' .. fingerprint}
+      end
     end
+    if fingerprints[ikey][1] ~= fingerprint then return {'!key', i, fingerprints[ikey][2]} end
   end
 end
 
