@@ -57,3 +57,32 @@ async def chaos_work(n: int, ms: int, fail: bool = False, ctx: Context | None = 
     if fail:
         raise DeliberateFailure(f"job {n} fails by design (attempt {ctx.attempt})")
     return n
+
+
+# -- jobs of the production-fault run (chaos.prodfaults) and tests/faults -------------------
+
+CRON_QUEUE = "chaos-cron"
+CRON_TYPE = "chaos_tick"
+TICKS = "chaos:ticks"  # <job id> <pid> <start time>, one per execution of a cron job
+STALL_QUEUE = "chaos-stall"
+STALL_TYPE = "chaos_stall"
+STALLS = "chaos:stalls"  # <job id> <attempt> <pid> <start> <end>
+
+
+@app.job(CRON_TYPE, queue=CRON_QUEUE, cron="* * * * * *", misfire="once",
+         max_attempts=MAX_ATTEMPTS, timeout=TIMEOUT)
+async def chaos_tick(ctx: Context | None = None) -> None:
+    """Fired by the scheduler every second; the tick it stands for is in the job's meta."""
+    assert ctx is not None
+    await ledger().rpush(TICKS, f"{ctx.job_id} {os.getpid()} {time.time():.6f}")
+
+
+@app.job(STALL_TYPE, queue=STALL_QUEUE, max_attempts=MAX_ATTEMPTS, timeout=TIMEOUT)
+async def chaos_stall(seconds: float, ctx: Context | None = None) -> None:
+    """Blocks its worker's event loop for ``seconds`` (a sync sleep in an async handler, the
+    commonest user mistake): nothing else of that worker runs meanwhile."""
+    assert ctx is not None
+    started = time.time()
+    time.sleep(seconds)  # noqa: ASYNC251 - the fault: a handler that blocks the event loop
+    await ledger().rpush(STALLS, f"{ctx.job_id} {ctx.attempt} {os.getpid()} {started:.6f} "
+                                 f"{time.time():.6f}")
