@@ -1,13 +1,22 @@
 """Cron schedules: their definitions in Redis, and which ticks are due.
 
 Definitions live in the HASH ``{cv}:schedules`` (name -> JSON), the last fired tick of each in
-``{cv}:schedule-ticks`` (name -> epoch ms), so editing a schedule never rewinds its ticks.
+``{cv}:schedules-ticks`` (name -> epoch ms), so editing a schedule never rewinds its ticks.
+
+A schedule that cannot fire (its job type was removed, its args no longer validate, its
+definition no longer parses) is skipped without stopping the others: its error is logged once
+per distinct error and kept in ``{cv}:schedules-errors`` (name -> JSON ``{"error",
+"since_ms"}``), which ``describe`` shows as ``last_error``; the next successful fire clears
+it. Its last tick is not advanced, so once fixed it catches up by its misfire policy.
+Transient Redis errors (``supervise.is_transient``) propagate: the cron loop backs off.
 Date math is croniter's over zone-aware datetimes, which gets DST right: a tick in a skipped
 hour fires once at the shift, and an hourly tick fires for both instances of a repeated hour.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,10 +28,14 @@ from pydantic import BaseModel, Field, field_validator
 from conveyor.broker.keys import NAME_RE
 from conveyor.connect import text_map
 from conveyor.errors import ConveyorError, ValidationError
+from conveyor.serde import dumps, loads
+from conveyor.supervise import describe as describe_error
+from conveyor.supervise import is_transient
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
+log = logging.getLogger("conveyor.scheduler")
 Misfire = Literal["skip", "once", "all"]
 
 
@@ -97,9 +110,23 @@ def due_ticks(schedule: Schedule, last_ms: int | None, now_ms: int, grace_ms: in
     return [*missed[-schedule.max_catchup:], *on_time]
 
 
+TICK_KEY_MAX = 64  # idempotency keys are names: ^[A-Za-z0-9_.-]{1,64}$
+TICK_HASH_LEN = 12  # hex digits of sha256: 48 bits, far past any count of schedules
+
+
 def tick_key(name: str, tick_ms: int) -> str:
-    """The dedup key of one tick: a tick fires once even if two schedulers both lead."""
-    return f"cron.{name}.{tick_ms}"[:64]
+    """The dedup key of one tick: a tick fires once even if two schedulers both lead.
+
+    ``cron.<name>.<tick>`` when that fits in 64 characters (names up to 45 characters);
+    for a longer name, ``cronh.<start of name>-<hash of name>.<tick>``: still unique per
+    (name, tick) and recognisable. The ``cronh.`` prefix keeps the two forms apart, so no
+    short name can take a long name's key."""
+    readable = f"cron.{name}.{tick_ms}"
+    if len(readable) <= TICK_KEY_MAX:
+        return readable
+    digest = hashlib.sha256(name.encode()).hexdigest()[:TICK_HASH_LEN]
+    room = TICK_KEY_MAX - len(f"cronh.-{digest}.{tick_ms}")
+    return f"cronh.{name[:max(room, 0)]}-{digest}.{tick_ms}"
 
 
 class ScheduleBook:
@@ -107,6 +134,7 @@ class ScheduleBook:
 
     def __init__(self, app: Conveyor) -> None:
         self.app = app
+        self._logged: dict[str, str] = {}  # schedule -> the error this process last logged
 
     @property
     def _key(self) -> str:
@@ -115,6 +143,10 @@ class ScheduleBook:
     @property
     def _ticks(self) -> str:
         return f"{self.app.keys.glob.schedules}-ticks"
+
+    @property
+    def _errors(self) -> str:
+        return f"{self.app.keys.glob.schedules}-errors"
 
     async def put(self, schedule: Schedule) -> Schedule:
         """Create or replace a schedule (its job type and arguments are validated first)."""
@@ -133,8 +165,23 @@ class ScheduleBook:
         raw = text_map(await self.app.redis.hgetall(self._key))
         return [Schedule.model_validate_json(v) for _, v in sorted(raw.items())]
 
+    async def definitions(self) -> tuple[list[Schedule], dict[str, str]]:
+        """Every schedule that parses, by name, and the error of each one that does not."""
+        good, bad = [], {}
+        for name, raw in sorted(text_map(await self.app.redis.hgetall(self._key)).items()):
+            try:
+                good.append(Schedule.model_validate_json(raw))
+            except ValueError as exc:  # pydantic's ValidationError is one
+                bad[name] = "invalid definition: " + "; ".join(str(exc).splitlines()[:3])
+        return good, bad
+
     async def last_ticks(self) -> dict[str, int]:
         return {k: int(v) for k, v in text_map(await self.app.redis.hgetall(self._ticks)).items()}
+
+    async def last_errors(self) -> dict[str, dict[str, Any]]:
+        """Schedules that failed to fire: name -> ``{"error", "since_ms"}``."""
+        raw = text_map(await self.app.redis.hgetall(self._errors))
+        return {name: loads(value) for name, value in raw.items()}
 
     async def set_paused(self, name: str, paused: bool) -> Schedule:
         schedule = (await self.get(name)).model_copy(update={"paused": paused})
@@ -145,6 +192,7 @@ class ScheduleBook:
         if not await self.app.redis.hdel(self._key, name):
             raise ScheduleNotFound(name)
         await self.app.redis.hdel(self._ticks, name)
+        await self.app.redis.hdel(self._errors, name)
 
     async def run_now(self, name: str) -> str:
         schedule = await self.get(name)
@@ -165,6 +213,57 @@ class ScheduleBook:
             await self.app.redis.hset(self._ticks, schedule.name, max(ticks))
         return ids
 
+    async def fire_due(self, now_ms: int, grace_ms: int) -> float:
+        """Fire every due tick of every schedule at ``now_ms`` (Redis time); returns seconds
+        until the next tick. A schedule that fails is skipped and its error recorded (see
+        the module doc); a transient Redis error propagates."""
+        schedules, broken = await self.definitions()
+        last = await self.last_ticks()
+        errors = await self.last_errors()
+        for name, error in broken.items():
+            await self._failed(name, error, errors, now_ms)
+        next_tick = now_ms + 60_000
+        for schedule in schedules:
+            if not schedule.paused:
+                due = await self._fire_one(schedule, last.get(schedule.name), now_ms,
+                                           grace_ms, errors)
+                next_tick = min(next_tick, due)
+        return max(0.0, (next_tick - now_ms) / 1000)
+
+    async def _fire_one(self, schedule: Schedule, last_ms: int | None, now_ms: int,
+                        grace_ms: int, errors: dict[str, dict[str, Any]]) -> int:
+        """Fire one schedule's due ticks; returns its next tick (ms), or a minute from now
+        if it failed (it is tried again at every pass of the loop until then)."""
+        try:
+            ticks = due_ticks(schedule, last_ms, now_ms, grace_ms)
+            if ticks:
+                await self.fire(schedule, ticks)
+            next_ms = schedule.next_run_ms(max([now_ms, *ticks]))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await self._failed(schedule.name, describe_error(exc), errors, now_ms)
+            return now_ms + 60_000
+        if schedule.name in errors or schedule.name in self._logged:
+            await self._recovered(schedule.name)
+        return next_ms
+
+    async def _failed(self, name: str, error: str, errors: dict[str, dict[str, Any]],
+                      now_ms: int) -> None:
+        """Log a schedule's error once per distinct error, and keep it in Redis."""
+        if self._logged.get(name) != error:
+            log.error("schedule %r skipped (other schedules keep firing): %s", name, error)
+            self._logged[name] = error
+        if errors.get(name, {}).get("error") != error:
+            entry = {"error": error, "since_ms": now_ms}
+            await self.app.redis.hset(self._errors, name, dumps(entry))
+            errors[name] = entry
+
+    async def _recovered(self, name: str) -> None:
+        if self._logged.pop(name, None) is not None:
+            log.warning("schedule %r fires again", name)
+        await self.app.redis.hdel(self._errors, name)
+
 
 def parse_schedule(data: dict[str, Any], field: str = "") -> Schedule:
     """Validate a schedule definition, raising ``ValidationError`` with the field path."""
@@ -176,9 +275,13 @@ def parse_schedule(data: dict[str, Any], field: str = "") -> Schedule:
         raise ValidationError(path or "schedule", f"{path}: {err['msg']}") from None
 
 
-def describe(schedule: Schedule, last_ms: int | None, now_ms: int) -> dict[str, Any]:
+def describe(schedule: Schedule, last_ms: int | None, now_ms: int,
+             error: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A schedule for people: its definition, last and next tick, and ``last_error``
+    (``{"error", "since_ms"}`` from ``ScheduleBook.last_errors``, None while it fires)."""
     nxt = schedule.next_run_ms(max(now_ms, last_ms or 0))
     return {**schedule.model_dump(), "last_tick_ms": last_ms, "next_run_ms": nxt,
-            "next_run": datetime.fromtimestamp(nxt / 1000, UTC).isoformat()}
+            "next_run": datetime.fromtimestamp(nxt / 1000, UTC).isoformat(),
+            "last_error": error}
 
 

@@ -18,7 +18,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from conveyor.connect import server_ms
-from conveyor.scheduler.cron import ScheduleBook, due_ticks
+from conveyor.scheduler.cron import ScheduleBook
 from conveyor.worker.reaper import reap_once
 
 if TYPE_CHECKING:
@@ -112,15 +112,10 @@ class Scheduler:
         return min(renew_in, await self.fire_due())
 
     async def fire_due(self) -> float:
-        """Fire every due tick of every schedule; returns seconds until the next tick."""
+        """Fire every due tick of every schedule; returns seconds until the next tick.
+
+        A schedule that cannot fire is skipped, logged once per distinct error and its
+        ``last_error`` kept (``ScheduleBook.fire_due``); transient Redis errors propagate so
+        the cron loop's supervisor backs off."""
         now = server_ms(await self.app.redis.time())
-        last = await self.book.last_ticks()
-        next_tick = now + 60_000
-        for schedule in await self.book.all():
-            if schedule.paused:
-                continue
-            ticks = due_ticks(schedule, last.get(schedule.name), now, self.grace_ms)
-            if ticks:
-                await self.book.fire(schedule, ticks)
-            next_tick = min(next_tick, schedule.next_run_ms(max([now, *ticks])))
-        return max(0.0, (next_tick - now) / 1000)
+        return await self.book.fire_due(now, self.grace_ms)
