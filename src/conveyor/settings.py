@@ -62,3 +62,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Scheduler leader lease; a dead leader is replaced this fast"
     )
     history_retention_days: float = Field(30.0, gt=0, description="History store retention")
+    dlq_retention_days: float = Field(
+        7.0, gt=0,
+        description="How long dead jobs (and their dead-letter entries) stay in Redis",
+    )
