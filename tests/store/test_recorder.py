@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sqlite3
 import sys
@@ -14,11 +15,12 @@ from redis.asyncio import Redis
 
 from conveyor.broker.broker import Broker, Completion
 from conveyor.broker.keys import Keys
-from conveyor.embedded import RedisServer
+from conveyor.embedded import RedisServer, free_port
 from conveyor.scheduler.recorder import Recorder
 from conveyor.store import Store
 from conveyor.store.mongo import MongoStore
 from conveyor.store.sqlite import SqliteStore
+from conveyor.supervise import LoopHealth
 from tests.store.conftest import SecantusProcess, StartRecorder, require_secantus
 from tests.store.helpers import caught_up, submit, wait_until, work
 
@@ -212,3 +214,40 @@ async def test_redis_restart_under_the_recorder(
     await work(broker, "q", "w", fail=lambda i: i % 2 == 0)
     ids += await submit(redis, broker, "q", 10)
     await caught_up(store, redis, keys, dict.fromkeys(ids, "q"))
+
+
+async def test_error_replies_back_off_and_show_on_the_loop_health(
+    store: Store, redis: Redis, keys: Keys, broker: Broker, start_recorder: StartRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """READONLY (a primary turned replica by a fail-over) is an outage, not a crash: the
+    recorder backs off, logs it once without a traceback, shows it on its LoopHealth, and
+    goes on when the server takes writes again."""
+    health = LoopHealth("recorder", stale_after=60.0)
+    start_recorder(store, health=health)
+    ids = await submit(redis, broker, "q", 5)
+    await caught_up(store, redis, keys, dict.fromkeys(ids, "q"))
+    assert health.state in ("idle", "ok") and health.transient_errors == 0
+    assert health.age() < 5
+
+    caplog.set_level(logging.INFO)
+    await redis.replicaof("127.0.0.1", str(free_port()))  # a primary that never answers
+    try:
+        await wait_until(lambda: _retried(health, 3), 15, "the recorder to back off")
+        assert health.state == "backing off" and "read only" in health.last_error
+    finally:
+        await redis.replicaof("NO", "ONE")
+    ids += await submit(redis, broker, "q", 5)
+    await caught_up(store, redis, keys, dict.fromkeys(ids, "q"))
+    await wait_until(lambda: _recovered(health), 10, "the health to recover")
+    mine = [r for r in caplog.records if r.name.startswith("conveyor.recorder")]
+    assert len([r for r in mine if "unavailable" in r.getMessage()]) == 1
+    assert not [r for r in mine if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def _retried(health: LoopHealth, n: int) -> bool:
+    return health.transient_errors >= n
+
+
+async def _recovered(health: LoopHealth) -> bool:
+    return health.failing_since is None and health.state in ("idle", "ok")

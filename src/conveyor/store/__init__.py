@@ -11,6 +11,7 @@ from conveyor.errors import ConveyorError
 from conveyor.store.base import (
     Attempt,
     ErrorInfo,
+    Gap,
     JobPage,
     JobQuery,
     Store,
@@ -20,7 +21,7 @@ from conveyor.store.base import (
 from conveyor.store.events import Event, MalformedEvent, parse_entry
 
 __all__ = [
-    "Attempt", "ErrorInfo", "Event", "JobPage", "JobQuery", "MalformedEvent", "Store",
+    "Attempt", "ErrorInfo", "Event", "Gap", "JobPage", "JobQuery", "MalformedEvent", "Store",
     "StoreConfigError", "StoredJob", "TimeBucket", "open_store", "parse_entry", "sqlite_path",
 ]
 

@@ -109,6 +109,23 @@ class StoredJob(BaseModel):
         return cls.model_validate(data)
 
 
+class Gap(BaseModel):
+    """Events of one queue's stream that were trimmed (``MAXLEN``) before the recorder read
+    them: the history of a job whose newest stored event is not newer than ``end_ms`` may
+    be missing a later event (its completion, say), so recovery must not trust it.
+
+    ``after_id``: the last entry the recorder had read (exclusive; ``0-0`` for none);
+    ``end_id``: the first entry still in the stream, or its last entry when none is left
+    (the lost entries are older); ``end_ms``: the time part of ``end_id``."""
+
+    queue: str
+    after_id: str
+    end_id: str
+    end_ms: int
+    lost: int | None = None  # how many entries were lost, when Redis could count them
+    detected_ms: int
+
+
 class JobQuery(BaseModel):
     """A search. ``since_ms``/``until_ms`` bound the ``sort`` field (``until`` exclusive);
     ``text`` matches a substring of any error of the job, case-insensitively (ASCII)."""
@@ -209,6 +226,14 @@ class Store(ABC):
     @abstractmethod
     def unfinished(self, queue: str | None = None) -> AsyncIterator[StoredJob]:
         """Jobs the store holds as queued, delayed, retrying or active (not deleted)."""
+
+    @abstractmethod
+    async def record_gap(self, gap: Gap) -> None:
+        """Keep ``gap`` (recording the same gap again changes nothing)."""
+
+    @abstractmethod
+    async def gaps(self, queue: str | None = None) -> list[Gap]:
+        """Every gap recorded (of ``queue``), oldest first."""
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -23,6 +23,7 @@ from pymongo.write_concern import WriteConcern
 from conveyor.store.base import (
     DAY_MS,
     EQUALITY_FILTERS,
+    Gap,
     JobPage,
     JobQuery,
     Store,
@@ -41,6 +42,7 @@ Plan = tuple[list[InsertOne[Mongo] | ReplaceOne[Mongo]], dict[str, str]]
 
 DEFAULT_DB = "conveyor"
 COLLECTION = "jobs"
+GAPS = "gaps"  # events trimmed before the recorder read them (see ``base.Gap``)
 TTL_INDEX = "ended_at_ttl"
 DUPLICATE_KEY = 11000
 INDEX_OPTIONS_CONFLICT = (85, 86)
@@ -161,7 +163,18 @@ class MongoStore(Store):
         result = await self.jobs.delete_many({"ended_at": {"$lt": _date(before_ms)}})
         return result.deleted_count
 
+    async def record_gap(self, gap: Gap) -> None:
+        key = f"{gap.queue}/{gap.after_id}/{gap.end_id}"
+        await self.jobs.database[GAPS].update_one(
+            {"_id": key}, {"$setOnInsert": gap.model_dump()}, upsert=True)
+
     # -- reading ---------------------------------------------------------------------------
+
+    async def gaps(self, queue: str | None = None) -> list[Gap]:
+        query: Mongo = {} if queue is None else {"queue": queue}
+        cursor = self.jobs.database[GAPS].find(query, {"_id": 0})
+        found = [Gap.model_validate(d) async for d in cursor]
+        return sorted(found, key=lambda g: (g.detected_ms, g.end_ms))
 
     async def get_job(self, job_id: str) -> StoredJob | None:
         doc = await self.jobs.find_one({"_id": job_id})

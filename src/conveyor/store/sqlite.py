@@ -16,6 +16,7 @@ from conveyor.job import Status
 from conveyor.store.base import (
     EQUALITY_FILTERS,
     SORT_FIELDS,
+    Gap,
     JobPage,
     JobQuery,
     Store,
@@ -85,7 +86,13 @@ SCHEMA = [
     "WHERE idempotency_key IS NOT NULL",
     "CREATE TRIGGER IF NOT EXISTS jobs_delete AFTER DELETE ON jobs BEGIN "
     "DELETE FROM job_docs WHERE id = old.id; END",
+    # Events trimmed before the recorder read them (see ``base.Gap``): a few rows, ever.
+    """CREATE TABLE IF NOT EXISTS gaps (
+        queue TEXT NOT NULL, after_id TEXT NOT NULL, end_id TEXT NOT NULL,
+        end_ms INTEGER NOT NULL, lost INTEGER, detected_ms INTEGER NOT NULL,
+        PRIMARY KEY (queue, after_id, end_id))""",
 ]
+GAP_COLUMNS = ("queue", "after_id", "end_id", "end_ms", "lost", "detected_ms")
 # Error text search: a trigram full-text index over jobs.error_text, kept by triggers (the
 # external-content pattern of the FTS5 documentation). Skipped where SQLite lacks FTS5.
 FTS_SCHEMA = [
@@ -231,7 +238,24 @@ class SqliteStore(Store):
             await _analyze(self._writer)
         return purged
 
+    async def record_gap(self, gap: Gap) -> None:
+        sql = (f"INSERT OR IGNORE INTO gaps ({', '.join(GAP_COLUMNS)}) "
+               f"VALUES ({_marks(GAP_COLUMNS)})")
+        async with self._write_lock:
+            await self._writer.execute(sql, [getattr(gap, c) for c in GAP_COLUMNS])
+            await self._writer.commit()
+
     # -- reading ---------------------------------------------------------------------------
+
+    async def gaps(self, queue: str | None = None) -> list[Gap]:
+        sql = f"SELECT {', '.join(GAP_COLUMNS)} FROM gaps"
+        params: list[Any] = []
+        if queue is not None:
+            sql += " WHERE queue = ?"
+            params.append(queue)
+        async with self._reader.execute(sql + " ORDER BY detected_ms, end_ms", params) as cur:
+            rows = await cur.fetchall()
+        return [Gap.model_validate(dict(zip(GAP_COLUMNS, row, strict=True))) for row in rows]
 
     async def get_job(self, job_id: str) -> StoredJob | None:
         async with self._reader.execute(f"{SELECT_FULL} WHERE j.id = ?", (job_id,)) as cur:
