@@ -10,6 +10,11 @@ First, recovery waits until the recorder has stored every event already in the q
 streams: otherwise a job that completed (and left Redis when its retention ran out) could
 still look unfinished in the store, and would run twice.
 
+For the same reason, a job whose newest stored event is not newer than the end of a *gap*
+(events of its queue trimmed before the recorder read them, ``Store.gaps``) is not
+re-enqueued: its completion may be among the lost events. It is listed with ``held_back``
+saying so ("unknown: history has a gap"), unless ``include_gaps`` asks to re-enqueue it too.
+
 The job's new life counts its event ``seq`` from 1 again, so the store is told first
 (``Store.begin_new_life``): it starts the job's next *incarnation*, keeps the old attempts
 apart and marks the one that never ended ``lost``.
@@ -59,29 +64,55 @@ class Recovery:
     status: str  # what the store held
     run_at_ms: int | None  # the kept due time of a delayed/retrying job; None = ready now
     done: bool
+    held_back: str | None = None  # why it was not re-enqueued (its history has a gap)
 
 
 async def recover(
     redis: Redis, keys: Keys, store: Store, broker: Broker, dry_run: bool = True,
-    *, queue: str | None = None, wait_seconds: float = 30.0,
+    *, queue: str | None = None, wait_seconds: float = 30.0, include_gaps: bool = False,
 ) -> list[Recovery]:
     """Re-enqueue the unfinished jobs of the store that Redis lost; see the module doc.
 
     ``dry_run`` (the default) only reports. Raises ``RecorderBehind`` if the recorder has
-    not stored every event already written within ``wait_seconds``.
+    not stored every event already written within ``wait_seconds``. Jobs whose history may
+    miss events (a gap) come back with ``held_back`` set and are not re-enqueued, unless
+    ``include_gaps``.
     """
     queues = [queue] if queue else sorted(str(q) for q in await redis.smembers(keys.glob.queues))
     await wait_recorded(redis, keys, queues, wait_seconds)
+    gap_ends = {} if include_gaps else await _gap_ends(store, queue)
     out: list[Recovery] = []
     async for jobs in _batches(store.unfinished(queue)):
         missing = await _missing(redis, keys, jobs)
-        plans = [_plan(job) for job in missing]
+        held = [j for j in missing if _in_gap(j, gap_ends)]
+        go = [j for j in missing if not _in_gap(j, gap_ends)]
+        plans = [_plan(job) for job in go]
         if not dry_run and plans:
-            await store.begin_new_life([job.id for job in missing])
-            await _requeue(redis, keys, broker, missing, plans)
+            await store.begin_new_life([job.id for job in go])
+            await _requeue(redis, keys, broker, go, plans)
             plans = [replace(p, done=True) for p in plans]
-        out += plans
+        out += plans + [replace(_plan(j), held_back=_held(j, gap_ends)) for j in held]
     return out
+
+
+async def _gap_ends(store: Store, queue: str | None) -> dict[str, tuple[int, str]]:
+    """Per queue, the end (ms, id) of its newest gap."""
+    ends: dict[str, tuple[int, str]] = {}
+    for gap in await store.gaps(queue):
+        ends[gap.queue] = max(ends.get(gap.queue, (0, "")), (gap.end_ms, gap.end_id))
+    return ends
+
+
+def _in_gap(job: StoredJob, gap_ends: dict[str, tuple[int, str]]) -> bool:
+    """Its newest stored event is not newer than a gap of its queue: a later event (its
+    completion, say) may be among the lost ones."""
+    end = gap_ends.get(job.queue)
+    return end is not None and (job.updated_ms is None or job.updated_ms <= end[0])
+
+
+def _held(job: StoredJob, gap_ends: dict[str, tuple[int, str]]) -> str:
+    return (f"unknown: history has a gap (events of queue {job.queue!r} before "
+            f"{gap_ends[job.queue][1]} were trimmed before they were recorded)")
 
 
 async def wait_recorded(redis: Redis, keys: Keys, queues: Sequence[str], timeout: float) -> None:

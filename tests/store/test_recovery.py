@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -9,9 +12,11 @@ from redis.asyncio import Redis
 from conveyor.broker.broker import Broker, Completion
 from conveyor.broker.keys import Keys
 from conveyor.recovery import RecorderBehind, recover
+from conveyor.scheduler.recorder import Recorder
+from conveyor.settings import Settings
 from conveyor.store import Store
 from tests.store.conftest import StartRecorder
-from tests.store.helpers import caught_up, new_job, wait_until
+from tests.store.helpers import caught_up, new_job, submit, wait_until
 
 
 async def test_recover_brings_back_jobs_after_flushall(
@@ -99,3 +104,51 @@ async def test_recovery_waits_for_the_recorder(
     start_recorder(store)
     assert await recover(redis, keys, store, broker, dry_run=False) == []  # it waited
     assert all([await store.get_job(j.id) for j in jobs])
+
+
+async def test_a_gap_in_the_events_holds_back_jobs_whose_end_may_be_lost(
+    store: Store, redis: Redis, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job completes while no recorder runs and its events are trimmed (MAXLEN) before one
+    reads them: the store still holds it as queued. Once Redis has let it go too, recovery
+    must not run it again; the recorder reports the gap, recovery lists the job as unknown."""
+    await redis.config_set("stream-node-max-entries", "4")  # so MAXLEN ~ trims finely
+    # (below the settings minimum of 1000, to keep the test small)
+    small = Broker(redis, keys, Settings().model_copy(update={"events_maxlen": 20}))
+    recorder = Recorder(redis, keys, store, small.settings, "r1", block_ms=200,
+                        discover_seconds=0.1)
+    task = asyncio.create_task(recorder.run())
+    done_job = (await submit(redis, small, "q", 1))[0]
+    await caught_up(store, redis, keys, {done_job: "q"})
+    recorder.stop()
+    await asyncio.wait_for(task, 10)
+
+    # No recorder: the job runs to its end, then enough traffic trims its events away.
+    claimed = (await small.claim("q", "w1", 1)).jobs
+    await small.complete("q", "w1", [Completion(claimed[0].id, claimed[0].attempt, "1")])
+    await submit(redis, small, "q", 60)
+    await redis.delete(keys.queue("q").job(done_job))  # its retention ran out
+
+    caplog.set_level(logging.ERROR, "conveyor.recorder")
+    recorder = Recorder(redis, keys, store, small.settings, "r2", block_ms=200,
+                        discover_seconds=0.1)
+    task = asyncio.create_task(recorder.run())
+    try:
+        later = (await submit(redis, small, "q", 1))[0]  # submitted after the gap
+        await caught_up(store, redis, keys, {later: "q"})
+        await redis.delete(keys.queue("q").job(later))  # Redis lost this one for real
+        plans = {p.job_id: p for p in await recover(redis, keys, store, small, dry_run=False)}
+    finally:
+        recorder.stop()
+        await asyncio.wait_for(task, 10)
+
+    assert recorder.stats.gaps == 1
+    [gap] = await store.gaps("q")
+    assert gap.lost is not None and gap.lost > 0
+    assert any("trimmed before they were recorded" in r.getMessage() for r in caplog.records)
+    held = plans[done_job]
+    assert not held.done and held.held_back and "history has a gap" in held.held_back
+    assert not await redis.exists(keys.queue("q").job(done_job))  # not run a second time
+    assert plans[later].done and plans[later].held_back is None  # newer than the gap
+    forced = await recover(redis, keys, store, small, include_gaps=True)  # a dry run
+    assert done_job in {p.job_id for p in forced if p.held_back is None}
