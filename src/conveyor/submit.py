@@ -97,7 +97,8 @@ def check_parents(
     if on_failure not in (None, "cancel", "run"):
         raise ValidationError(f"{field}on_parent_failure",
                               "on_parent_failure must be 'cancel' or 'run'")
-    return tuple(depends_on), str(on_failure or "cancel")
+    # A parent named twice is one parent (the script would otherwise count it twice).
+    return tuple(dict.fromkeys(depends_on)), str(on_failure or "cancel")
 
 
 def encode_args(args: object, field: str = "args") -> str:

@@ -33,6 +33,8 @@ def test_wrapper_keys_match_header_and_body(name: str) -> None:
 @pytest.mark.parametrize("name", scripts.available())
 def test_every_script_has_a_header_and_no_unexpanded_include(name: str) -> None:
     text = scripts.source(name).text
+    shebang, _, text = text.partition("\n")
+    assert shebang.startswith("#!lua"), "the shebang must stay the first line"
     assert text.startswith(f"-- {name}.lua: ")
     assert "Returns" in text.split("\n\n")[0] or "-- Returns" in text
     assert "@include" not in text

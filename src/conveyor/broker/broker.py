@@ -6,7 +6,8 @@ checks it against the names each script binds (``local high, normal = KEYS[1], K
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ import orjson
 
 from conveyor import serde
 from conveyor.broker import scripts
-from conveyor.broker.codes import CancelOutcome, Code, FailOutcome
+from conveyor.broker.codes import REFUSED_KEY, REFUSED_PARENT, CancelOutcome, Code, FailOutcome
 from conveyor.broker.keys import Keys, QueueKeys
 from conveyor.connect import server_ms, strs
 from conveyor.errors import IdempotencyConflict, NotDurable
@@ -25,18 +26,22 @@ if TYPE_CHECKING:
 
     from conveyor.settings import Settings
 
+log = logging.getLogger("conveyor.broker")
+
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": ("high", "normal", "low", "delayed", "marker", "events"),
     "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held"),
-    "complete": ("active", "events", "held", "high", "normal", "low", "marker"),
+    "complete": ("active", "events", "held", "high", "normal", "low", "marker", "dead"),
     "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held",
              "high", "normal", "low"),
     "release": ("jobkey", "active", "high", "normal", "low", "marker", "events", "held"),
-    "renew": ("active",),
+    "renew": ("active", "held"),
     "reap": ("active", "high", "normal", "low", "dead", "marker", "events", "held"),
-    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "marker"),
+    "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "marker", "dead"),
     "retry": ("jobkey", "dead", "high", "normal", "low", "marker", "events"),
-    "delete": ("dead", "delayed", "high", "normal", "low", "events"),
+    "delete": ("dead", "delayed", "high", "normal", "low", "events", "marker"),
+    "check": ("events",),
+    "undo": ("high", "normal", "low", "delayed", "events"),
     "pause": ("meta", "marker", "events"),
     "progress": ("jobkey", "events"),
     "limit": ("slots", "rate", "jobkey", "active", "delayed", "marker", "events", "held"),
@@ -45,6 +50,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "ratelimit": ("bucket",),
 }
 CANCEL_CHANNEL = "cancel"
+HELD_LEASES = 4  # a worker's held-jobs SET lives this many leases past its last claim/renew
 
 
 def fixed_keys(
@@ -68,12 +74,14 @@ def global_keys(script: str, keys: Keys, *, worker_id: str = "", name: str = "")
 
 
 class MissingParent(Exception):
-    """A job's ``depends_on`` names a job the queue does not hold; nothing was written."""
+    """A job's ``depends_on`` names a job the queue does not hold; nothing was written.
+    ``index`` counts within the jobs of ``queue``."""
 
-    def __init__(self, index: int, parent: str) -> None:
+    def __init__(self, index: int, parent: str, queue: str = "") -> None:
         super().__init__(f"job {index}: parent {parent} not found")
         self.index = index
         self.parent = parent
+        self.queue = queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,23 +125,14 @@ class Broker:
     async def enqueue(self, queue: str, jobs: Sequence[NewJob]) -> list[Enqueued]:
         """Submit jobs of one queue atomically (all or none)."""
         qk = self.qk(queue)
-        batch = orjson.dumps([
-            [job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
-             job.max_attempts, job.timeout, job.fingerprint, job.idempotency_key or "",
-             job.meta_json, job.depends_on, job.on_parent_failure]
-            for job in jobs
-        ])
+        batch = _batch(jobs)
         args = [self.maxlen, int(self.settings.unique_ttl_seconds * 1000), queue,
-                qk.job_prefix, qk.no_unique, batch]
+                qk.job_prefix, qk.no_unique, batch, self.policy]
         if self.settings.durable_replicas or self.settings.durable_aof:
             raw = await self._enqueue_durably(fixed_keys("enqueue", qk), args)
         else:
             raw = await self._run("enqueue", fixed_keys("enqueue", qk), args)
-        if raw and raw[0] == "!":
-            raise MissingParent(int(raw[1]) - 1, str(raw[2]))
-        if raw and raw[0] == "!key":
-            job = jobs[int(raw[1]) - 1]
-            raise IdempotencyConflict(job.idempotency_key or "", str(raw[2]).partition(" ")[0])
+        _raise_refusal(queue, jobs, raw)
         out = []
         for i in range(0, len(raw), 3):
             if int(raw[i + 2]) == 1:
@@ -142,6 +141,71 @@ class Broker:
                 # A live key's job: the reply is its stored "<id> <fingerprint>".
                 out.append(Enqueued(str(raw[i + 1]).partition(" ")[0], "", False))
         return out
+
+    async def check(self, queue: str, jobs: Sequence[NewJob]) -> None:
+        """Raise what ``enqueue`` would refuse for these jobs, as things stand; writes nothing."""
+        qk = self.qk(queue)
+        raw = await self._run("check", fixed_keys("check", qk),
+                              [qk.job_prefix, qk.no_unique, _batch(jobs)])
+        _raise_refusal(queue, jobs, raw)
+
+    async def undo(
+        self, queue: str, job_ids: Sequence[str],
+        parents: Mapping[str, Sequence[str]] | None = None,
+    ) -> list[int]:
+        """Take back jobs just submitted, each only while untouched (see undo.lua); returns a
+        code per job, in the order given."""
+        qk = self.qk(queue)
+        order = list(reversed(job_ids))  # children (submitted later) before their parents
+        jobs = orjson.dumps([[j, list((parents or {}).get(j, ()))] for j in order])
+        codes = await self._run("undo", fixed_keys("undo", qk), [self.maxlen, qk.job_prefix, jobs])
+        return [int(c) for c in reversed(codes)]
+
+    async def enqueue_many(
+        self, batches: Mapping[str, Sequence[NewJob]], *, precheck: bool = True
+    ) -> dict[str, list[Enqueued]]:
+        """Submit jobs of several queues, all or nothing. One queue is one atomic script.
+        Over several queues (several Cluster slots, no common transaction), every queue is
+        first checked read-only, then written queue by queue; if a queue still refuses (a
+        concurrent producer took a key, or a parent went, in between), the jobs this call
+        created in the earlier queues are taken back, each only while no worker touched it.
+        """
+        if precheck and len(batches) > 1:
+            for queue, jobs in batches.items():
+                await self.check(queue, jobs)
+        done: dict[str, list[Enqueued]] = {}
+        for queue, jobs in batches.items():
+            try:
+                done[queue] = await self.enqueue(queue, jobs)
+            except (MissingParent, IdempotencyConflict):
+                await self._take_back(batches, done)
+                raise
+        return done
+
+    async def _take_back(
+        self, batches: Mapping[str, Sequence[NewJob]], done: Mapping[str, list[Enqueued]]
+    ) -> None:
+        for queue, answers in done.items():
+            parents = {job.id: job.depends_on for job in batches[queue]}
+            created = [a.id for a in answers if a.created and a.id in parents]
+            codes = await self.undo(queue, created, parents)
+            kept = [j for j, code in zip(created, codes, strict=True) if code != 1]
+            if kept:
+                log.warning("a multi-queue batch was refused, but %d of its jobs in queue %s "
+                            "had already moved on and stay: %s", len(kept), queue, kept)
+
+    @property
+    def policy(self) -> str:
+        """The retention policy every terminal transition applies (includes/retire.lua):
+        "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>"."""
+        s = self.settings
+        return (f"{max(1, int(s.result_ttl_seconds * 1000))} "
+                f"{max(1, int(s.dlq_retention_days * 86_400_000))} "
+                f"{int(s.release_unique_on_finish)}")
+
+    @property
+    def held_ttl_ms(self) -> int:
+        return int(HELD_LEASES * self.settings.lease_seconds * 1000)
 
     async def _enqueue_durably(self, keys: list[str], args: list[Any]) -> Any:
         """The enqueue script, then WAIT / WAITAOF on the same connection (a pipeline), so
@@ -176,7 +240,7 @@ class Broker:
             "claim",
             fixed_keys("claim", qk, worker_id=worker_id),
             [count, int(self.settings.lease_seconds * 1000), worker_id, self.maxlen,
-             qk.job_prefix, 1000],
+             qk.job_prefix, 1000, self.held_ttl_ms],
             client,
         )
         jobs = [
@@ -198,8 +262,7 @@ class Broker:
         done = "[" + ",".join(
             f"[{orjson.dumps(c.job_id).decode()},{c.token},{orjson.dumps(c.result_json).decode()}]"
             for c in items) + "]"
-        args = [self.maxlen, int(self.settings.result_ttl_seconds * 1000),
-                int(self.settings.release_unique_on_finish), qk.job_prefix, done]
+        args = [self.maxlen, self.policy, qk.job_prefix, done]
         keys = fixed_keys("complete", qk, worker_id=worker_id)
         return [int(x) for x in await self._run("complete", keys, args, client)]
 
@@ -211,9 +274,8 @@ class Broker:
         code, due = await self._run(
             "fail",
             fixed_keys("fail", qk, worker_id=worker_id, job_id=job.id),
-            [job.id, job.attempt, serde.dumps(error), delay_ms, self.maxlen,
-             int(self.settings.release_unique_on_finish),
-             int(self.settings.result_ttl_seconds * 1000), qk.job_prefix],
+            [job.id, job.attempt, serde.dumps(error), delay_ms, self.maxlen, self.policy,
+             qk.job_prefix],
         )
         return _outcome(int(code), FailOutcome), int(due)
 
@@ -238,12 +300,14 @@ class Broker:
         return int(code), int(due)
 
     async def renew(
-        self, queue: str, leases: Sequence[tuple[str, int]]
+        self, queue: str, leases: Sequence[tuple[str, int]], worker_id: str = ""
     ) -> tuple[list[str], list[str]]:
-        """Extend leases; returns (ids whose lease is lost, ids whose cancel was requested)."""
+        """Extend leases; returns (ids whose lease is lost, ids whose cancel was requested).
+        With ``worker_id`` it also refreshes the TTL of that worker's held-jobs SET."""
         qk = self.qk(queue)
-        keys = fixed_keys("renew", qk) + [qk.job(job_id) for job_id, _ in leases]
-        args: list[Any] = [int(self.settings.lease_seconds * 1000)]
+        keys = (fixed_keys("renew", qk, worker_id=worker_id)
+                + [qk.job(job_id) for job_id, _ in leases])
+        args: list[Any] = [int(self.settings.lease_seconds * 1000), self.held_ttl_ms]
         for job_id, token in leases:
             args += [job_id, token]
         raw = await self._run("renew", keys, args)
@@ -253,20 +317,20 @@ class Broker:
     async def reap(self, queue: str, dead_worker: str = "") -> tuple[int, int]:
         """Requeue expired leases (and a dead worker's jobs); returns (requeued, dead)."""
         qk = self.qk(queue)
-        requeued, dead = await self._run(
+        raw = await self._run(
             "reap",
             fixed_keys("reap", qk, worker_id=dead_worker),
-            [qk.job_prefix, self.maxlen, self.settings.poison_threshold, dead_worker, 1000],
+            [qk.job_prefix, self.maxlen, self.settings.poison_threshold, dead_worker, 1000,
+             self.policy],
         )
-        return int(requeued), int(dead)
+        return int(raw[0]), int(raw[1])
 
     async def cancel(self, queue: str, job_id: str) -> tuple[int, str]:
         qk = self.qk(queue)
         code, status = await self._run(
             "cancel",
             fixed_keys("cancel", qk, job_id=job_id),
-            [job_id, self.maxlen, int(self.settings.result_ttl_seconds * 1000),
-             int(self.settings.release_unique_on_finish), self.cancel_channel, qk.job_prefix],
+            [job_id, self.maxlen, self.policy, self.cancel_channel, qk.job_prefix],
         )
         return _outcome(int(code), CancelOutcome), str(status)
 
@@ -284,7 +348,8 @@ class Broker:
     async def delete(self, queue: str, job_ids: Sequence[str]) -> list[int]:
         qk = self.qk(queue)
         keys = fixed_keys("delete", qk) + [qk.job(j) for j in job_ids]
-        return [int(x) for x in await self._run("delete", keys, [self.maxlen, *job_ids])]
+        args = [self.maxlen, self.policy, qk.job_prefix, *job_ids]
+        return [int(x) for x in await self._run("delete", keys, args)]
 
     async def pause(self, queue: str, paused: bool) -> None:
         await self._run("pause", fixed_keys("pause", self.qk(queue)), [int(paused), self.maxlen])
@@ -316,6 +381,25 @@ class Broker:
         """Workers whose last heartbeat is older than ``ttl_ms`` (by Redis time)."""
         now = server_ms(await self.redis.time())
         return strs(await self.redis.zrangebyscore(self.keys.glob.workers, "-inf", now - ttl_ms))
+
+
+def _batch(jobs: Sequence[NewJob]) -> bytes:
+    """The jobs as the one JSON argument enqueue.lua and check.lua take."""
+    return orjson.dumps([
+        [job.id, job.type, job.args_json, job.priority, job.delay_ms, job.run_at_ms,
+         job.max_attempts, job.timeout, job.fingerprint, job.idempotency_key or "",
+         job.meta_json, job.depends_on, job.on_parent_failure]
+        for job in jobs
+    ])
+
+
+def _raise_refusal(queue: str, jobs: Sequence[NewJob], raw: Any) -> None:
+    """Raise the refusal enqueue.lua / check.lua answered with, if any."""
+    if raw and raw[0] == REFUSED_PARENT:
+        raise MissingParent(int(raw[1]) - 1, str(raw[2]), queue)
+    if raw and raw[0] == REFUSED_KEY:
+        job = jobs[int(raw[1]) - 1]
+        raise IdempotencyConflict(job.idempotency_key or "", str(raw[2]).partition(" ")[0])
 
 
 def _outcome(code: int, enum: type[FailOutcome] | type[CancelOutcome]) -> Any:

@@ -5,13 +5,16 @@ Layout (``cv`` is the prefix, ``q`` a queue name)::
     {cv:q}:high | :normal | :low   LIST   ready job ids; LPUSH on submit, RPOP on claim (FIFO)
     {cv:q}:delayed                 ZSET   job id -> due time (ms)
     {cv:q}:active                  ZSET   job id -> lease deadline (ms)
-    {cv:q}:dead                    ZSET   job id -> time of death (ms), the dead-letter queue
-    {cv:q}:job:<id>                HASH   the job (see broker/lua/enqueue.lua for the fields)
+    {cv:q}:dead                    ZSET   job id -> time of death (ms), the dead-letter queue;
+                                          trimmed to CONVEYOR_DLQ_RETENTION_DAYS on every write
+    {cv:q}:job:<id>                HASH   the job (see broker/lua/enqueue.lua for the fields);
+                                          terminal jobs expire (lua/includes/retire.lua)
     {cv:q}:events                  STREAM every transition of every job of the queue
     {cv:q}:marker                  ZSET   wake-up marker idle workers block on (BZPOPMIN)
     {cv:q}:meta                    HASH   queue settings (``paused``)
     {cv:q}:unique:<key>            STRING idempotency key -> job id, with a TTL
-    {cv:q}:wjobs:<worker>          SET    ids a worker holds leases on (for the reaper)
+    {cv:q}:wjobs:<worker>          SET    ids a worker holds leases on (for the reaper); TTL a
+                                          few leases, refreshed by claim and renew
     {cv:q}:job:<id>:children       SET    ids of jobs waiting for this one (depends_on)
     {cv:q}:limit:<name>            ZSET   execution limit: holders of its concurrency slots
     {cv:q}:limit:<name>:waiting    LIST   jobs parked until one of those slots frees

@@ -1,5 +1,10 @@
 """Loads the Lua scripts from ``lua/``, expanding ``-- @include name`` lines from
-``lua/includes/``. redis-py's ``AsyncScript`` runs them with EVALSHA and reloads on NOSCRIPT."""
+``lua/includes/``. redis-py's ``AsyncScript`` runs them with EVALSHA and reloads on NOSCRIPT.
+
+Every script starts with a ``#!lua`` shebang declaring its flags (Redis 7+, Valkey): with one,
+the server refuses a writing script up front, before any write, when memory is over
+``maxmemory`` (unless it declares ``allow-oom``), so a script is all or nothing at the limit.
+The shebang stays the first line of the final text (includes expand further down)."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ if TYPE_CHECKING:
 LUA = resources.files("conveyor.broker") / "lua"
 INCLUDE_RE = re.compile(r"^-- @include (\w+)$", re.MULTILINE)
 HEADER_KEY_RE = re.compile(r"^-- KEYS\[(\d+)\]", re.MULTILINE)
+SHEBANG_RE = re.compile(r"^#!lua(?: flags=([\w,-]+))?\n")
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,14 @@ class ScriptSource:
     def header_key_count(self) -> int:
         """How many fixed KEYS the header documents."""
         return len(HEADER_KEY_RE.findall(self.text))
+
+    @property
+    def flags(self) -> frozenset[str]:
+        """The flags its ``#!lua`` shebang declares."""
+        match = SHEBANG_RE.match(self.text)
+        if match is None:
+            raise ValueError(f"{self.name}.lua does not start with a #!lua shebang")
+        return frozenset((match.group(1) or "").split(",")) - {""}
 
 
 @cache

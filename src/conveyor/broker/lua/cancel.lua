@@ -1,3 +1,4 @@
+#!lua
 -- cancel.lua: cancel a job. A queued or delayed job ends canceled at once; for an active job
 -- the cancellation is requested and its worker, told on a channel, stops the handler.
 --
@@ -8,30 +9,36 @@
 -- KEYS[5]  delayed ZSET
 -- KEYS[6]  events STREAM
 -- KEYS[7]  marker ZSET (for jobs that waited on this one and may run anyway)
+-- KEYS[8]  dead ZSET (the queue context)
 --
 -- ARGV[1]  job id
 -- ARGV[2]  events stream MAXLEN
--- ARGV[3]  retention of canceled jobs in Redis, ms
--- ARGV[4]  '1' to release the idempotency key, '0' to let its TTL run
--- ARGV[5]  cancel channel (PUBLISH target for active jobs; a channel, not a key)
--- ARGV[6]  job key prefix "{<prefix>:<queue>}:job:" (for the jobs that wait on this one)
+-- ARGV[3]  retention policy "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>"
+-- ARGV[4]  cancel channel (PUBLISH target for active jobs; a channel, not a key)
+-- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (for the jobs that wait on this one)
 --
 -- The idempotency key's name is read from the job's 'ukey' field; it shares the hash tag.
 --
--- Returns {code, status}: 1 canceled, 2 cancellation requested (active), -2 job missing,
--- -3 the job is already finished (status says how).
+-- Returns {code, status}, code one of (codes.py SCRIPT_CODES['cancel']):
+--    1 CANCELED     canceled now
+--    2 REQUESTED    the job is active: cancellation requested
+--   -2 MISSING      the job hash is gone
+--   -3 WRONG_STATE  the job is already finished (status says how)
 -- @include now_ms
 -- @include emit
 -- @include ready_key
 -- @include wake
+-- @include queue_context
+-- @include release_unique
+-- @include retire
 -- @include settle_children
 
 local jobkey, high, normal, low = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local delayed, events, marker = KEYS[5], KEYS[6], KEYS[7]
-local id, maxlen, retention, release_unique, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local now = now_ms()
-local q = {prefix = ARGV[6], high = high, normal = normal, low = low, marker = marker,
-           events = events, maxlen = maxlen, now = now, retention = retention}
+local delayed, events, marker, dead = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local id, maxlen, channel = ARGV[1], ARGV[2], ARGV[4]
+local q = queue_context({prefix = ARGV[5], high = high, normal = normal, low = low,
+  marker = marker, events = events, maxlen = maxlen, dead = dead}, ARGV[3])
+local now = q.now
 
 local f = redis.call('HMGET', jobkey, 'status', 'type', 'priority', 'attempt', 'ukey')
 local status = f[1]
@@ -42,16 +49,16 @@ if status == 'active' then
   redis.call('PUBLISH', channel, id)
   return {2, status}
 end
-if status == 'queued' then
-  redis.call('LREM', ready_key(high, normal, low, f[3]), 1, id)
-elseif status == 'delayed' or status == 'retrying' then
-  redis.call('ZREM', delayed, id)
-else
+if status ~= 'queued' and status ~= 'delayed' and status ~= 'retrying' then
   return {-3, status}
 end
 redis.call('HSET', jobkey, 'status', 'canceled', 'finished', now)
-redis.call('PEXPIRE', jobkey, retention)
-if release_unique == '1' and f[5] and f[5] ~= '' then redis.call('DEL', f[5]) end
+if status == 'queued' then
+  redis.call('LREM', ready_key(high, normal, low, f[3]), 1, id)
+else
+  redis.call('ZREM', delayed, id)
+end
+retire(q, jobkey, id, 'canceled', f[5])
 emit(events, maxlen, jobkey, id, 'canceled', 'canceled', now, {'type', f[2], 'attempt', f[4]})
 settle_children(q, id, false)
 return {1, 'canceled'}

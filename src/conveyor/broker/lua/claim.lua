@@ -1,3 +1,4 @@
+#!lua
 -- claim.lua: promote due delayed jobs, then lease up to K ready jobs, high before normal
 -- before low, oldest first within a priority.
 --
@@ -17,8 +18,13 @@
 -- ARGV[4]  events stream MAXLEN
 -- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
 -- ARGV[6]  most delayed jobs to promote in this call
+-- ARGV[7]  TTL of the held SET in ms (a few leases; claim and renew refresh it)
 --
--- Returns {wait_ms, jobs}: wait_ms is the time until the next delayed job is due (-1 when
+-- A job joins its next structure before it leaves the last one: a due job is pushed on its
+-- ready list before it leaves the delayed ZSET; a claimed job is read from the tail of its
+-- ready list, written to 'active', and only then trimmed off the list.
+--
+-- Returns data (codes.py DATA_REPLIES), {wait_ms, jobs}: wait_ms is the time until the next delayed job is due (-1 when
 -- none, or the queue is paused); jobs is a JSON array with, per job, [id, attempt (the
 -- lease/fencing token), type, args, max_attempts, timeout, priority, created, failures, due,
 -- meta, ukey]. One JSON reply decodes far faster on the client than 12 entries a job.
@@ -32,11 +38,11 @@ local delayed, active, marker, events = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local meta, held = KEYS[8], KEYS[9]
 local want, lease, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local maxlen, prefix, promote_limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
+local held_ttl = tonumber(ARGV[7])
 local now = now_ms()
 
 local due_ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote_limit)
 for _, id in ipairs(due_ids) do
-  redis.call('ZREM', delayed, id)
   local jobkey = prefix .. id
   local priority = redis.call('HGET', jobkey, 'priority')
   if priority then
@@ -45,35 +51,40 @@ for _, id in ipairs(due_ids) do
     emit(events, maxlen, jobkey, id, 'queued', 'queued', now,
       {'type', redis.call('HGET', jobkey, 'type')})
   end
+  redis.call('ZREM', delayed, id)
 end
 
 if redis.call('HGET', meta, 'paused') == '1' then return {-1, '[]'} end
 
 local out = {}
 local got = 0
+local function lease_job(id)
+  local jobkey = prefix .. id
+  if redis.call('EXISTS', jobkey) == 0 then return end
+  local attempt = redis.call('HINCRBY', jobkey, 'attempt', 1)
+  redis.call('HSET', jobkey, 'status', 'active', 'worker', worker, 'started', now)
+  redis.call('ZADD', active, now + lease, id)
+  redis.call('SADD', held, id)
+  local f = redis.call('HMGET', jobkey, 'type', 'args', 'max_attempts', 'timeout',
+    'priority', 'created', 'failures', 'due', 'meta', 'ukey')
+  emit(events, maxlen, jobkey, id, 'active', 'active', now,
+    {'type', f[1], 'attempt', attempt, 'worker', worker})
+  local job = {id, attempt}
+  for k = 1, 10 do job[k + 2] = f[k] or '' end
+  out[#out + 1] = job
+  got = got + 1
+end
+
 for _, list in ipairs({high, normal, low}) do
   while got < want do
-    local ids = redis.call('RPOP', list, want - got)
-    if not ids then break end
-    for _, id in ipairs(ids) do
-      local jobkey = prefix .. id
-      if redis.call('EXISTS', jobkey) == 1 then
-        local attempt = redis.call('HINCRBY', jobkey, 'attempt', 1)
-        redis.call('HSET', jobkey, 'status', 'active', 'worker', worker, 'started', now)
-        redis.call('ZADD', active, now + lease, id)
-        redis.call('SADD', held, id)
-        local f = redis.call('HMGET', jobkey, 'type', 'args', 'max_attempts', 'timeout',
-          'priority', 'created', 'failures', 'due', 'meta', 'ukey')
-        emit(events, maxlen, jobkey, id, 'active', 'active', now,
-          {'type', f[1], 'attempt', attempt, 'worker', worker})
-        local job = {id, attempt}
-        for k = 1, 10 do job[k + 2] = f[k] or '' end
-        out[#out + 1] = job
-        got = got + 1
-      end
-    end
+    -- The oldest ids are at the tail (LPUSH on submit): lease them, then trim them off.
+    local ids = redis.call('LRANGE', list, got - want, -1)
+    if #ids == 0 then break end
+    for k = #ids, 1, -1 do lease_job(ids[k]) end
+    redis.call('LTRIM', list, 0, -#ids - 1)
   end
 end
+if got > 0 then redis.call('PEXPIRE', held, held_ttl) end
 if redis.call('LLEN', high) + redis.call('LLEN', normal) + redis.call('LLEN', low) > 0 then
   wake(marker, 0)
 end

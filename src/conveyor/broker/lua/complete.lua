@@ -1,3 +1,4 @@
+#!lua
 -- complete.lua: mark one or more leased jobs of one queue completed, fenced by lease token.
 --
 -- KEYS[1]  active ZSET
@@ -7,31 +8,35 @@
 -- KEYS[5]  ready list, normal priority
 -- KEYS[6]  ready list, low priority
 -- KEYS[7]  marker ZSET
+-- KEYS[8]  dead ZSET (the queue context; completed jobs never go there)
 --
 -- ARGV[1]  events stream MAXLEN
--- ARGV[2]  retention of completed jobs in Redis, ms (the history store keeps them for good)
--- ARGV[3]  '1' to release the job's idempotency key now, '0' to let its TTL run
--- ARGV[4]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
--- ARGV[5]  the completions, a JSON array of [id, lease token (attempt), result (JSON text)]
+-- ARGV[2]  retention policy "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>"
+-- ARGV[3]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
+-- ARGV[4]  the completions, a JSON array of [id, lease token (attempt), result (JSON text)]
 --
 -- The idempotency key's name is read from the job's 'ukey' field; it shares the hash tag.
 --
--- Returns one code per job: 1 completed, -1 stale lease (the job was leased again or is no
--- longer active: the result is dropped), -2 job missing.
+-- Returns one code per job (codes.py SCRIPT_CODES['complete']):
+--    1 DONE         completed
+--   -1 STALE_LEASE  the job was leased again or is no longer active: the result is dropped
+--   -2 MISSING      the job hash is gone
 -- @include now_ms
 -- @include emit
 -- @include wake
 -- @include ready_key
+-- @include queue_context
+-- @include release_unique
+-- @include retire
 -- @include settle_children
 -- @include free_slot
 
 local active, events, held = KEYS[1], KEYS[2], KEYS[3]
-local high, normal, low, marker = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local maxlen, retention, release_unique = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local prefix, done = ARGV[4], cjson.decode(ARGV[5])
-local now = now_ms()
-local q = {prefix = prefix, high = high, normal = normal, low = low, marker = marker,
-           events = events, maxlen = maxlen, now = now, retention = retention}
+local high, normal, low, marker, dead = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local maxlen, prefix, done = ARGV[1], ARGV[3], cjson.decode(ARGV[4])
+local q = queue_context({prefix = prefix, high = high, normal = normal, low = low,
+  marker = marker, events = events, maxlen = maxlen, dead = dead}, ARGV[2])
+local now = q.now
 
 local function complete(id, token, result)
   local jobkey = prefix .. id
@@ -42,11 +47,10 @@ local function complete(id, token, result)
     redis.call('HINCRBY', jobkey, 'stale', 1)
     return -1
   end
+  redis.call('HSET', jobkey, 'status', 'completed', 'result', result, 'finished', now)
   redis.call('ZREM', active, id)
   free_slot(q, jobkey, id)
-  redis.call('HSET', jobkey, 'status', 'completed', 'result', result, 'finished', now)
-  redis.call('PEXPIRE', jobkey, retention)
-  if release_unique == '1' and f[5] and f[5] ~= '' then redis.call('DEL', f[5]) end
+  retire(q, jobkey, id, 'completed', f[5])
   emit(events, maxlen, jobkey, id, 'completed', 'completed', now,
     {'type', f[3], 'attempt', token, 'worker', f[4], 'result', result})
   settle_children(q, id, true)

@@ -1,3 +1,4 @@
+#!lua
 -- enqueue.lua: submit one or more jobs to one queue, ready now or delayed.
 --
 -- KEYS[1]  ready list, high priority
@@ -18,55 +19,49 @@
 --          ids of jobs of this queue it depends on (array), on_parent_failure ('cancel'|'run')]
 --          One JSON argument instead of eleven per job: packing thousands of arguments
 --          costs the client more than the whole script costs the server.
+-- ARGV[7]  retention policy "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>" (for a
+--          job canceled at submit because a parent already failed)
 --
--- Returns a flat array, 3 entries per job: job id, status ('queued'|'delayed'), created
--- (1 = new job, 0 = an existing job returned for a live idempotency key; then the second
--- entry is the stored "<id> <fingerprint>" value). Submitting an id that exists already (a
--- client retrying after a lost reply) changes nothing and answers its current status.
+-- Returns data (codes.py DATA_REPLIES): a flat array, 3 entries per job: job id, status
+-- ('queued'|'delayed'|'canceled'), created (1 = new job, 0 = an existing job returned for a
+-- live idempotency key; then the second entry is the stored "<id> <fingerprint>" value).
+-- Submitting an id that exists already (a client retrying after a lost reply) changes
+-- nothing and answers its current status.
 -- A job with unfinished parents waits as 'delayed' (field 'waiting' counts them) until they
 -- complete. If a parent is not in this queue, nothing is written and the reply is
 -- {'!', <job index>, <parent id>}; if a live idempotency key names a job with another
 -- fingerprint, nothing is written and the reply is {'!key', <job index>, <stored value>}.
+-- A parent named twice counts once.
 -- @include now_ms
 -- @include wake
 -- @include ready_key
+-- @include queue_context
+-- @include release_unique
+-- @include retire
+-- @include check_batch
 
 local high, normal, low = KEYS[1], KEYS[2], KEYS[3]
 local delayed, marker, events = KEYS[4], KEYS[5], KEYS[6]
 local maxlen, unique_ttl, queue = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local job_prefix, unique_prefix = ARGV[4], ARGV[5]
 local jobs = cjson.decode(ARGV[6])
-local now = now_ms()
+local q = queue_context({}, ARGV[7])
+local now = q.now
 local wake_at = false
 
 -- Every parent must exist, and no idempotency key may name a different job (stored, or
 -- earlier in this batch), before anything is written: all or nothing.
-local fingerprints = {}
-for i = 1, #jobs do
-  for _, parent in ipairs(jobs[i][12]) do
-    if redis.call('EXISTS', job_prefix .. parent) == 0 then return {'!', i, parent} end
-  end
-  local ikey, fingerprint = jobs[i][10], jobs[i][9]
-  if ikey ~= '' then
-    if not fingerprints[ikey] then  -- {fingerprint, "<id> <fingerprint>"} of the key's job
-      local stored = redis.call('GET', unique_prefix .. ikey)
-      if stored then
-        local space = string.find(stored, ' ', 1, true)
-        fingerprints[ikey] = {string.sub(stored, space + 1), stored}
-      else
-        fingerprints[ikey] = {fingerprint, jobs[i][1] .. ' ' .. fingerprint}
-      end
-    end
-    if fingerprints[ikey][1] ~= fingerprint then return {'!key', i, fingerprints[ikey][2]} end
-  end
-end
+local refused = check_batch(jobs, job_prefix, unique_prefix)
+if refused then return refused end
 
 -- The parents still to finish ({} = ready to go), or false when one failed and the job
 -- does not run on a parent's failure.
 local function pending_parents(job)
-  local waiting = {}
+  local waiting, seen = {}, {}
   for _, parent in ipairs(job[12]) do
-    local status = redis.call('HGET', job_prefix .. parent, 'status')
+    local status = 'completed'  -- a parent named again counts once
+    if not seen[parent] then status = redis.call('HGET', job_prefix .. parent, 'status') end
+    seen[parent] = true
     if status == 'dead' or status == 'canceled' then
       if job[13] ~= 'run' then return false end
     elseif status ~= 'completed' then
@@ -113,6 +108,7 @@ local function submit(job)
     else
       redis.call('HSET', jobkey, 'finished', now, 'error',
         '{"type":"ParentFailed","message":"canceled: a job it depends on did not complete"}')
+      retire(q, jobkey, id, 'canceled', uniquekey)
     end
   elseif status == 'delayed' then
     redis.call('ZADD', delayed, due, id)

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- heartbeat.lua: a worker says it is alive, and publishes its info.
 --
 -- KEYS[1]  workers ZSET (worker id -> last heartbeat, ms of Redis time)
@@ -8,7 +9,11 @@
 --          which queues a dead worker served)
 -- then field/value pairs for the info HASH
 --
--- Returns the server time in ms.
+-- allow-oom: a heartbeat overwrites the same member and fields (constant memory per worker),
+-- and liveness must not depend on memory pressure: a worker refused its heartbeat at the
+-- limit would be judged dead and its running jobs requeued once memory frees.
+--
+-- Returns data (codes.py DATA_REPLIES): the server time in ms.
 -- @include now_ms
 
 local workers, info = KEYS[1], KEYS[2]

@@ -1,3 +1,4 @@
+#!lua
 -- limit.lua: a claimed job asks its execution limits for leave to run. Over a concurrency
 -- cap it is parked until a slot frees; over a rate it is delayed until the rate allows.
 -- Neither counts as a failed attempt.
@@ -20,8 +21,13 @@
 -- ARGV[6]  rate: burst, how many may run back to back
 -- ARGV[7]  events stream MAXLEN
 --
--- Returns {code, due}: 1 granted, 2 parked for a slot, 3 delayed for the rate (due = ms),
--- -1 stale lease.
+-- A job stepping aside is parked or delayed before it leaves 'active'.
+--
+-- Returns {code, due}, code one of (codes.py SCRIPT_CODES['limit']):
+--    1 GRANTED      it may run
+--    2 PARKED       over the concurrency cap: parked until a slot frees
+--    3 DELAYED      over the rate: delayed until due (ms)
+--   -1 STALE_LEASE  the job was leased again or is no longer active
 -- @include now_ms
 -- @include emit
 -- @include wake
@@ -36,9 +42,9 @@ local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type')
 if f[1] ~= 'active' or f[2] ~= token then return {-1, 0} end
 
 local function step_aside(status, due, reason)
+  redis.call('HSET', jobkey, 'status', 'delayed', 'due', due)
   redis.call('ZREM', active, id)
   redis.call('SREM', held, id)
-  redis.call('HSET', jobkey, 'status', 'delayed', 'due', due)
   emit(events, maxlen, jobkey, id, 'deferred', 'delayed', now,
     {'type', f[3], 'attempt', token, 'reason', reason, 'due', due})
 end
@@ -46,8 +52,8 @@ end
 if cap > 0 then
   redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)  -- holders whose lease ran out
   if not redis.call('ZSCORE', slots, id) and redis.call('ZCARD', slots) >= cap then
-    step_aside('delayed', 0, 'concurrency limit')
     redis.call('RPUSH', slots .. ':waiting', id)
+    step_aside('delayed', 0, 'concurrency limit')
     return {2, 0}
   end
 end
@@ -56,8 +62,8 @@ if interval > 0 then
   local tat = math.max(tonumber(redis.call('GET', rate) or now), now)
   local allow_at = tat + interval - interval * burst
   if now < allow_at then
-    step_aside('delayed', allow_at, 'rate limit')
     redis.call('ZADD', delayed, allow_at, id)
+    step_aside('delayed', allow_at, 'rate limit')
     wake(marker, allow_at)
     return {3, allow_at}
   end

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- lock.lua: a lease lock with a fencing token that grows on every acquisition.
 --
 -- KEYS[1]  lock STRING ("<owner> <token>", with a TTL)
@@ -8,7 +9,12 @@
 -- ARGV[3]  TTL in ms (acquire, renew)
 -- ARGV[4]  channel to PUBLISH on release, so waiters retry at once (a channel, not a key)
 --
--- Returns: acquire -> the fencing token (> 0), or -<ms left> while someone else holds it;
+-- allow-oom: renew (PEXPIRE) and release (DEL) never grow memory and must keep working at
+-- the limit, or the scheduler's leader would lose its lease there; acquire writes one small
+-- key per lock name (a handful of names).
+--
+-- Returns data (codes.py DATA_REPLIES): acquire -> the fencing token (> 0), or -<ms left>
+--          while someone else holds it;
 --          renew -> the token if still ours, else 0; release -> 1 if it was ours, else 0.
 
 local lock, fence = KEYS[1], KEYS[2]

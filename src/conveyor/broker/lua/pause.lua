@@ -1,3 +1,4 @@
+#!lua
 -- pause.lua: pause or resume a queue (workers stop or start claiming from it).
 --
 -- KEYS[1]  queue meta HASH
@@ -7,7 +8,8 @@
 -- ARGV[1]  '1' pause, '0' resume
 -- ARGV[2]  events stream MAXLEN
 --
--- Returns 1.
+-- Returns (codes.py SCRIPT_CODES['pause']):
+--    1 DONE         paused or resumed
 -- @include now_ms
 -- @include wake
 

@@ -1,3 +1,4 @@
+#!lua
 -- progress.lua: record a running job's progress and emit a 'progress' event.
 --
 -- KEYS[1]  job HASH
@@ -9,7 +10,10 @@
 -- ARGV[4]  message ('' for none)
 -- ARGV[5]  events stream MAXLEN
 --
--- Returns 1 recorded, -1 stale lease, -2 job missing.
+-- Returns (codes.py SCRIPT_CODES['progress']):
+--    1 DONE         recorded
+--   -1 STALE_LEASE  the job was leased again or is no longer active
+--   -2 MISSING      the job hash is gone
 -- @include now_ms
 -- @include emit
 

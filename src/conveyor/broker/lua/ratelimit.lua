@@ -1,3 +1,4 @@
+#!lua
 -- ratelimit.lua: count one request against a GCRA rate limit (generic cell rate algorithm:
 -- a token bucket kept as a single timestamp, refilled by the passing of Redis time).
 --
@@ -7,7 +8,8 @@
 -- ARGV[2]  burst: how many requests may arrive at once (normally the limit itself)
 -- ARGV[3]  cost of this request (normally 1)
 --
--- Returns {allowed, remaining, retry_after_us, reset_us}: allowed is 1 or 0; remaining is how
+-- Returns data (codes.py DATA_REPLIES): {allowed, remaining, retry_after_us, reset_us}:
+-- allowed is 1 or 0; remaining is how
 -- many more requests would be admitted now; retry_after_us is 0 when admitted, else the wait
 -- before this request would be; reset_us is the time until the bucket is full again.
 -- The only write is SET ... PX, so every bucket expires once it is full again: no key is ever

@@ -1,3 +1,4 @@
+#!lua
 -- release.lua: hand a leased job back to the head of its ready list without counting a
 -- failure (graceful shutdown past the grace period, or a job held back by a limit).
 --
@@ -16,7 +17,12 @@
 -- ARGV[4]  reason (free text, recorded in the event)
 -- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (for a job parked on a freed slot)
 --
--- Returns 1 released, -1 stale lease, -2 job missing.
+-- The job is pushed on its ready list before it leaves 'active'.
+--
+-- Returns (codes.py SCRIPT_CODES['release']):
+--    1 DONE         released
+--   -1 STALE_LEASE  the job was leased again or is no longer active
+--   -2 MISSING      the job hash is gone
 -- @include now_ms
 -- @include emit
 -- @include wake
@@ -34,11 +40,11 @@ redis.call('SREM', held, id)
 local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'priority')
 if not f[1] then return -2 end
 if f[1] ~= 'active' or f[2] ~= token then return -1 end
-redis.call('ZREM', active, id)
-free_slot(q, jobkey, id)
 redis.call('HINCRBY', jobkey, 'releases', 1)
 redis.call('HSET', jobkey, 'status', 'queued')
 redis.call('RPUSH', ready_key(high, normal, low, f[4]), id)
+redis.call('ZREM', active, id)
+free_slot(q, jobkey, id)
 wake(marker, 0)
 emit(events, maxlen, jobkey, id, 'released', 'queued', now,
   {'type', f[3], 'attempt', token, 'reason', reason})
