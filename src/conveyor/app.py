@@ -206,7 +206,14 @@ class Conveyor:
         self, specs: Iterable[Mapping[str, Any]], *, field_prefix: str = "jobs"
     ) -> list[JobHandle]:
         """Submit many jobs, all or nothing: every item is validated before any is written,
-        and items of one queue go in one atomic script call."""
+        and items of one queue go in one atomic script call.
+
+        A batch over several queues (several Cluster slots, so no common transaction) is
+        first checked in every queue, read-only, and refused before anything is written; if a
+        queue still refuses its part (a concurrent producer took an idempotency key, or a
+        parent was deleted, in between), the jobs this call created in the earlier queues are
+        taken back by a script, each only while no worker has touched it yet.
+        """
         jobs = [await self.prepare(spec, self._item_field(field_prefix, i))
                 for i, spec in enumerate(specs)]
         return await self.submit_prepared(jobs)
@@ -260,23 +267,24 @@ class Conveyor:
         return entry
 
     async def submit_prepared(self, jobs: list[NewJob]) -> list[JobHandle]:
-        """Write validated jobs: one script call per queue, in one MULTI when standalone."""
+        """Write validated jobs: one script call per queue, all or nothing (see
+        ``enqueue_many`` and ``Broker.enqueue_many``)."""
         by_queue: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(i)
         await self._register_queues(by_queue)
-        broker = self.broker
+        try:
+            answers = await self.broker.enqueue_many(
+                {queue: [jobs[i] for i in indexes] for queue, indexes in by_queue.items()})
+        except MissingParent as exc:
+            i = by_queue[exc.queue][exc.index]
+            raise ValidationError(
+                f"{self._item_field('jobs' if len(jobs) > 1 else '', i)}depends_on",
+                f"job {exc.parent!r} it depends on is not in queue {exc.queue!r} (dependencies "
+                "must be jobs of the same queue that Redis still holds)") from None
         results: list[Any] = [None] * len(jobs)
         for queue, indexes in by_queue.items():
-            try:
-                answers = await broker.enqueue(queue, [jobs[i] for i in indexes])
-            except MissingParent as exc:
-                i = indexes[exc.index]
-                raise ValidationError(
-                    f"{self._item_field('jobs' if len(jobs) > 1 else '', i)}depends_on",
-                    f"job {exc.parent!r} it depends on is not in queue {queue!r} (dependencies "
-                    "must be jobs of the same queue that Redis still holds)") from None
-            for i, res in zip(indexes, answers, strict=True):
+            for i, res in zip(indexes, answers[queue], strict=True):
                 results[i] = res
         return [self._handle(job, res) for job, res in zip(jobs, results, strict=True)]
 
