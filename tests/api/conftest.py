@@ -28,7 +28,8 @@ from tests.conftest import FAST
 sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 ADMIN_KEY = "test-admin-key-0123456789"
-UNLIMITED = ApiSettings(rate_limit="unlimited", anonymous_rate_limit="unlimited")
+UNLIMITED = ApiSettings(rate_limit="unlimited", anonymous_rate_limit="unlimited",
+                        static_rate_limit="unlimited")
 
 
 def make_conveyor(url: str) -> Conveyor:

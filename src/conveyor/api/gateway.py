@@ -13,6 +13,7 @@ from conveyor.api.metrics import Metrics
 from conveyor.api.ratelimit import Network, Rate, RateLimiter, parse_networks, parse_rate
 from conveyor.api.settings import ApiSettings
 from conveyor.api.submitter import Submitter
+from conveyor.api.wslimits import Connections
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -36,6 +37,8 @@ class Gateway:
     metrics: Metrics
     default_rate: Rate | None
     anonymous_rate: Rate | None
+    static_rate: Rate | None
+    ws_connections: Connections
     proxies: list[Network]
     submitter: Submitter
     store: Store | None = None
@@ -56,6 +59,9 @@ class Gateway:
             hub=Hub(conveyor, observers=[metrics.observe]), metrics=metrics,
             default_rate=parse_rate(settings.rate_limit),
             anonymous_rate=parse_rate(settings.anonymous_rate_limit),
+            static_rate=parse_rate(settings.static_rate_limit),
+            ws_connections=Connections(settings.ws_max_connections,
+                                       settings.ws_max_connections_per_key),
             proxies=parse_networks(settings.trusted_proxies), submitter=Submitter(conveyor),
             store=store,
         )

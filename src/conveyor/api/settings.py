@@ -41,9 +41,24 @@ class ApiSettings(BaseSettings):
     ws_auth_timeout_seconds: float = Field(
         5.0, gt=0, description="Time a WebSocket client has to authenticate"
     )
+    ws_rate: float = Field(
+        20.0, gt=0, description="Messages per second a WebSocket client may send (close 4029)"
+    )
+    ws_burst: int = Field(
+        40, ge=1, description="Messages a WebSocket client may send at once before ws_rate bites"
+    )
+    ws_max_connections_per_key: int = Field(
+        100, ge=1, description="Open WebSocket connections per API key and process (close 4030)"
+    )
+    ws_max_connections: int = Field(
+        1000, ge=1, description="Open WebSocket connections per process (close 1013)"
+    )
+    static_rate_limit: str = Field(
+        "30/s", description="Limit per client IP for the dashboard's files and the docs (429)"
+    )
     metrics_public: bool = Field(True, description="Serve /metrics without an API key")
 
-    @field_validator("rate_limit", "anonymous_rate_limit")
+    @field_validator("rate_limit", "anonymous_rate_limit", "static_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         parse_rate(value)

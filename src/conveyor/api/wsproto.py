@@ -20,20 +20,31 @@ message's ``queue``/``id``. With ``resume`` the client receives every event afte
 positions (queues it has no position for: from their start), then live events; without it,
 live events only.
 
-Close codes: 4001 unauthorized, 4003 forbidden, 4008 too slow (the client's buffer of
-``ws_buffer`` events overflowed), 4029 rate limited, 1012 server shutting down.
+Errors: a message the server cannot take (not JSON, unknown type, a bad filter, a malformed or
+out-of-range resume position, over 64 KiB) is answered with an error frame, then the
+connection is closed with 1008. A well-formed request that is refused (a producer naming jobs
+that are not its own) gets an error frame and the connection stays.
+
+Close codes: 1008 invalid message (after an error frame), 1011 server error, 1012 server
+shutting down, 1013 try again later (the process holds ``ws_max_connections``, or Redis is
+unavailable), 4001 unauthorized, 4003 forbidden, 4008 too slow (the client's buffer of
+``ws_buffer`` events overflowed), 4029 rate limited (the key's request rate at connect, or
+more than ``ws_rate`` messages a second after a burst of ``ws_burst``), 4030 too many
+connections for this API key (``ws_max_connections_per_key``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import orjson
 import pydantic
 from fastapi import WebSocket
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from redis.exceptions import RedisError
 from starlette.websockets import WebSocketState
 
 from conveyor.api import jsonbody, views
@@ -42,14 +53,31 @@ from conveyor.api.deps import body_error, key_of
 from conveyor.api.errors import ApiError, printable
 from conveyor.api.hub import ID_RE, START, Filter, Subscriber, stream_key
 from conveyor.api.models import JobId, Name
+from conveyor.api.wslimits import Connections, TokenBucket
 
 if TYPE_CHECKING:
     from conveyor.api.gateway import Gateway
 
 CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN, CLOSE_TOO_SLOW, CLOSE_RATE_LIMITED = 4001, 4003, 4008, 4029
+CLOSE_KEY_CONNECTIONS = 4030  # the API key holds ws_max_connections_per_key connections
+CLOSE_INVALID = 1008  # policy violation: a message the protocol does not allow
+CLOSE_SERVER_ERROR = 1011
+CLOSE_TRY_AGAIN = 1013  # the process is full, or Redis is unavailable: reconnect later
 CLOSE_TIMEOUT = 5.0  # the close frame waits behind unsent data; then the socket just goes
 MAX_MESSAGE = 64 * 1024
-StreamId = Annotated[str, StringConstraints(pattern=ID_RE.pattern)]
+MAX_REASON = 123  # bytes a close frame's reason may hold
+MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit integers
+
+log = logging.getLogger("conveyor.api.ws")
+
+
+def _in_range(entry_id: str) -> str:
+    if any(int(part) > MAX_ID_PART for part in entry_id.split("-")):
+        raise ValueError("a stream id is two integers of at most 2^64-1, like 1732751000123-0")
+    return entry_id
+
+
+StreamId = Annotated[str, StringConstraints(pattern=ID_RE.pattern), AfterValidator(_in_range)]
 STRICT = ConfigDict(strict=True, extra="forbid")
 
 
@@ -98,22 +126,40 @@ class Session:
         self.sender: asyncio.Task[None] | None = None
         self.closing: asyncio.Future[tuple[int, str]] = (
             asyncio.get_running_loop().create_future())
+        settings = gateway.settings
+        self.bucket = TokenBucket(settings.ws_rate, settings.ws_burst)
 
     async def run(self) -> None:
         await self.ws.accept()
+        connections = self.gateway.ws_connections
+        if not connections.enter():
+            await self._close(CLOSE_TRY_AGAIN, f"the server holds its maximum of "
+                              f"{connections.max_total} connections: retry later")
+            return
+        try:
+            await self._run_admitted(connections)
+        finally:
+            connections.leave()
+
+    async def _run_admitted(self, connections: Connections) -> None:
         try:
             self.principal = await self._authenticate()
-            await self._send({"type": "authenticated", "role": self.principal.role.value})
         except _Closing as exc:
             await self._close(exc.code, exc.reason)
+            return
+        if not connections.enter_key(self.principal.id):
+            await self._close(CLOSE_KEY_CONNECTIONS, f"this API key holds its maximum of "
+                              f"{connections.max_per_key} connections")
             return
         metrics = self.gateway.metrics
         metrics.ws_clients.inc()
         try:
+            await self._send({"type": "authenticated", "role": self.principal.role.value})
             await self._serve()
         finally:
             self._unsubscribe()
             metrics.ws_clients.dec()
+            connections.leave_key(self.principal.id)
 
     # -- auth --------------------------------------------------------------------------------
 
@@ -135,6 +181,7 @@ class Session:
         try:
             async with asyncio.timeout(self.gateway.settings.ws_auth_timeout_seconds):
                 text = await self._receive_text()
+                self.bucket.take()
         except TimeoutError:
             raise _Closing(CLOSE_UNAUTHORIZED, "send {\"type\": \"auth\", \"key\": ...} "
                            "first") from None
@@ -153,20 +200,46 @@ class Session:
         waiting: list[asyncio.Future[Any]] = [reader, self.closing]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        try:
             await reader
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # a bug: said with its traceback, and a close frame
+            log.error("WebSocket session failed", exc_info=exc)
+            self._end(CLOSE_SERVER_ERROR, "server error; it has been logged")
         if self.closing.done():
             code, reason = self.closing.result()
             await self._close(code, reason)
 
     async def _read_loop(self) -> None:
-        while (text := await self._receive_text()) is not None:
-            try:
-                await self._handle(self._parse(text))
-            except ApiError as exc:
-                await self._send({"type": "error", "code": exc.code,
-                                  "message": printable(exc.message),
-                                  "field": printable(exc.field) if exc.field else None})
+        try:
+            while (text := await self._receive_text()) is not None:
+                if not self.bucket.take():
+                    raise _Closing(CLOSE_RATE_LIMITED, f"over {self.bucket.rate:g} messages "
+                                   f"a second (burst {self.bucket.burst})")
+                await self._answer(text)
+        except _Closing as exc:
+            self._end(exc.code, exc.reason)
+
+    async def _answer(self, text: str) -> None:
+        """Handle one message. A refused request (403) leaves the connection open; a message
+        the protocol does not allow closes it (1008), Redis being down too (1013); both
+        after an error frame that says why."""
+        try:
+            await self._handle(self._parse(text))
+        except ApiError as exc:
+            await self._send_error(exc)
+            if exc.status != 403:
+                raise _Closing(CLOSE_INVALID, f"{exc.code}: {exc.message}") from None
+        except (RedisError, OSError) as exc:
+            log.warning("WebSocket request failed on Redis: %s", exc)
+            await self._send_error(ApiError(503, "redis_unavailable", "Redis is unreachable: "
+                                            "reconnect shortly and resume"))
+            raise _Closing(CLOSE_TRY_AGAIN, "Redis is unavailable: retry later") from None
+
+    async def _send_error(self, exc: ApiError) -> None:
+        await self._send({"type": "error", "code": exc.code, "message": printable(exc.message),
+                          "field": printable(exc.field) if exc.field else None})
 
     async def _receive_text(self) -> str | None:
         """The next text frame; None once the client has gone."""
@@ -255,13 +328,17 @@ class Session:
                 await self.ws.send_text(ev.payload())
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and not self.closing.done():
-            self.closing.set_result((1011, "send failed"))
+        if not task.cancelled() and task.exception() is not None:
+            self._end(CLOSE_SERVER_ERROR, "send failed")
 
     def _dropped(self) -> None:
         self.gateway.metrics.ws_dropped.inc()
+        self._end(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
+
+    def _end(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` (the first reason given wins)."""
         if not self.closing.done():
-            self.closing.set_result((CLOSE_TOO_SLOW, "too slow: event buffer overflowed"))
+            self.closing.set_result((code, reason))
 
     def _unsubscribe(self) -> None:
         if self.sender is not None:
@@ -280,6 +357,7 @@ class Session:
         self._unsubscribe()
         if self.ws.application_state != WebSocketState.CONNECTED:
             return
+        reason = printable(reason).encode()[:MAX_REASON].decode("utf-8", "ignore")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.ws.close(code, reason)
