@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from conveyor import Conveyor
 from conveyor.broker import scripts
 from conveyor.broker.broker import SCRIPT_KEYS
 
@@ -42,3 +43,16 @@ def test_every_script_has_a_header_and_no_unexpanded_include(name: str) -> None:
 
 def test_every_script_file_has_a_wrapper() -> None:
     assert set(scripts.available()) <= set(SCRIPT_KEYS)
+
+
+async def test_shebang_scripts_load_again_after_a_script_flush(app: Conveyor) -> None:
+    """EVALSHA of a script with a #!lua shebang, and the NOSCRIPT reload redis-py does."""
+    @app.job(queue="q")
+    async def noop() -> None:
+        return None
+
+    handle = await app.enqueue("noop", {})
+    await app.redis.script_flush()
+    (job,) = (await app.broker.claim("q", "w", 1)).jobs
+    assert job.id == handle.id
+    assert await app.redis.script_exists(app.broker.scripts["claim"].sha) == [True]
