@@ -4,6 +4,7 @@ delete, against a real Redis and a SQLite history store."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import httpx
 import orjson
@@ -40,7 +41,8 @@ async def test_submit_with_options(client: httpx.AsyncClient) -> None:
     assert r.status_code == 201 and r.json()["status"] == "delayed"
     job = (await client.get(f"/api/jobs/{r.json()['id']}")).json()
     assert job["queue"] == "other" and job["max_attempts"] == 7 and job["meta"]["tag"] == "x"
-    r = await client.post("/api/jobs", json={**RESIZE, "run_at": "2099-01-01T00:00:00Z"})
+    in_five_years = f"{datetime.now(UTC).year + 5}-01-01T00:00:00Z"  # ten at most
+    r = await client.post("/api/jobs", json={**RESIZE, "run_at": in_five_years})
     assert r.status_code == 201 and r.json()["status"] == "delayed"
 
 

@@ -143,8 +143,10 @@ async def test_stats_series_and_counts(
 async def test_health_ready_metrics(client: httpx.AsyncClient, conveyor: Conveyor,
                                     worker: Worker) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ready", "redis": "ok",
-                                                    "store": "ok"}
+    ready = (await client.get("/readyz")).json()
+    assert {k: ready[k] for k in ("status", "redis", "store", "stuck")} == {
+        "status": "ready", "redis": "ok", "store": "ok", "stuck": []}
+    assert ready["loops"]["api.hub"]["reader"]["needed"] is True
     body = (await client.post("/api/jobs", json=RESIZE)).json()
     await JobHandle(conveyor, body["id"], "media", "", True).result(timeout=10)
     await _dead_jobs(client, conveyor, 1)

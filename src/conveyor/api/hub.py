@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -30,6 +31,7 @@ import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from conveyor.connect import is_cluster, make_redis
+from conveyor.supervise import LoopHealth, Supervisor
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -44,6 +46,7 @@ START = "0-0"
 INT_FIELDS = frozenset({"seq", "ts", "attempt", "due", "max_attempts"})
 JSON_FIELDS = frozenset({"args", "result", "error", "meta"})
 RENAMED = {"type": "job_type"}  # "type" names the message kind on the WebSocket
+COMPONENT = "api.hub"  # the supervisor's component in /readyz and /metrics
 
 
 def stream_key(entry_id: str) -> StreamKey:
@@ -154,12 +157,15 @@ Observer = Callable[[HubEvent], None]
 
 class Hub:
     """Reads the events streams (see the module docstring). Responsibilities: the queue set
-    and a position per stream; one blocking reader task with reconnect backoff; dispatch to
+    and a position per stream; one blocking reader loop (one per queue on Cluster) run by a
+    ``Supervisor`` (component ``api.hub``: Redis errors and error replies back off and retry
+    forever, a bug restarts the loop, ``on_fatal`` after repeated crashes); dispatch to
     observers and subscribers; backfill and trim detection for resuming clients."""
 
     def __init__(
         self, conveyor: Conveyor, *, block_ms: int = 1000, count: int = 1000,
-        observers: Iterable[Observer] = (),
+        observers: Iterable[Observer] = (), stale_after: float = 30.0,
+        on_fatal: Callable[[str], None] | None = None,
     ) -> None:
         self.conveyor = conveyor
         self.block_ms = block_ms
@@ -167,7 +173,6 @@ class Hub:
         self.observers = list(observers)
         self.positions: dict[str, str] = {}
         self.subscribers: set[Subscriber] = set()
-        self._task: asyncio.Task[None] | None = None
         self._reader: Redis | None = None
         self._reader_id: int | None = None
         self._blocked = False
@@ -178,6 +183,9 @@ class Hub:
         # On Redis Cluster one XREAD may only name streams of one slot: a reader per queue.
         self._cluster = is_cluster(conveyor.settings.redis_url)
         self._queue_readers: dict[str, asyncio.Task[None]] = {}
+        self.stale_after = stale_after
+        self.on_fatal = on_fatal  # what a loop that keeps crashing does (default: exit 70)
+        self.supervisor: Supervisor | None = None
 
     def stream(self, queue: str) -> str:
         return self.conveyor.keys.queue(queue).events
@@ -191,20 +199,16 @@ class Hub:
                                   blocking_timeout=self.block_ms / 1000)
         with contextlib.suppress(RedisError, OSError):  # Redis down: the loop snapshots
             await self._snapshot()
-        self._task = asyncio.create_task(self._run(), name="conveyor-api-hub")
+        self.supervisor = Supervisor(COMPONENT, on_fatal=self.on_fatal)
+        self.supervisor.spawn("reader", self._run, stale_after=self.stale_after)
 
     async def stop(self) -> None:
         # A flag as well as cancel(): redis-py can swallow a cancellation that arrives
         # during a command, and the loop would go on.
         self._stopping = True
         self._wake.set()
-        while self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task}, timeout=1.0)
-        while pending := [t for t in self._queue_readers.values() if not t.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=1.0)
+        if self.supervisor is not None:
+            await self.supervisor.stop()
         if self._reader is not None:
             await self._reader.aclose()
 
@@ -221,19 +225,15 @@ class Hub:
         self._refresh_at = asyncio.get_running_loop().time() + self.block_ms / 1000
         self._snapshotted = True
 
-    async def _run(self) -> None:
-        delay = 0.05
-        while not self._stopping:
-            try:
+    async def _run(self, health: LoopHealth) -> None:
+        """The reader loop, run by the supervisor: it retries Redis errors with backoff and
+        restarts the loop after anything else (a bug), keeping each position."""
+        try:
+            while not self._stopping:
                 await self._step()
-                delay = 0.05
-            except (RedisError, OSError) as exc:
-                if self._stopping:
-                    return
-                log.warning("event hub: Redis error (%s); retrying in %.2fs", exc, delay)
-                self._reader_id = None
-                await asyncio.sleep(delay)  # backoff before reconnecting, not a poll
-                delay = min(delay * 2, 2.0)
+                health.ok()
+        finally:
+            self._reader_id = None  # after an error the reader may be a new connection
 
     async def _step(self) -> None:
         loop = asyncio.get_running_loop()
@@ -269,26 +269,20 @@ class Hub:
         self._dispatch_reply(reply)
 
     def _start_queue_readers(self) -> None:
+        assert self.supervisor is not None
         for queue in self.positions:
-            task = self._queue_readers.get(queue)
-            if task is None or task.done():
-                self._queue_readers[queue] = asyncio.create_task(
-                    self._read_queue(queue), name=f"conveyor-api-hub:{queue}")
+            if queue not in self._queue_readers:
+                self._queue_readers[queue] = self.supervisor.spawn(
+                    f"reader.{queue}", functools.partial(self._read_queue, queue),
+                    stale_after=self.stale_after)
 
-    async def _read_queue(self, queue: str) -> None:
+    async def _read_queue(self, queue: str, health: LoopHealth) -> None:
         """Cluster mode: block on one queue's stream (its own slot) and dispatch."""
         assert self._reader is not None
-        delay = 0.05
         while not self._stopping:
-            try:
-                reply = await self._reader.xread({self.stream(queue): self.positions[queue]},
-                                                 count=self.count, block=self.block_ms)
-                delay = 0.05
-            except (RedisError, OSError) as exc:
-                log.warning("event hub: reading %s failed (%s); retrying", queue, exc)
-                await asyncio.sleep(delay)  # backoff before reconnecting, not a poll
-                delay = min(delay * 2, 2.0)
-                continue
+            reply = await self._reader.xread({self.stream(queue): self.positions[queue]},
+                                             count=self.count, block=self.block_ms)
+            health.ok()
             if reply:
                 self._dispatch_reply(reply)
 

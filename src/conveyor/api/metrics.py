@@ -9,11 +9,17 @@ and live workers are read from Redis at scrape time.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from conveyor import inspect as views
+from conveyor.supervise import Supervisor
 
 if TYPE_CHECKING:
     from conveyor.api.hub import HubEvent
@@ -65,6 +71,10 @@ class Metrics:
                                 registry=r)
         self.ws_dropped = Counter("conveyor_api_websocket_dropped",
                                   "WebSocket clients cut off for not reading", registry=r)
+        self.worker_loop_stuck = Gauge(
+            "conveyor_worker_loop_stuck", "1 when a live worker reports the loop stuck",
+            ["worker", "loop"], registry=r)
+        r.register(LoopCollector())
         self._due: dict[str, int] = {}
         self._started: dict[str, int] = {}
         # Label children by their labels: labels() takes a lock and builds tuples per call.
@@ -124,7 +134,58 @@ class Metrics:
             self.paused.labels(q.name).set(int(q.paused))
             self.oldest.labels(q.name).set(q.oldest_waiting_seconds or 0.0)
         self.workers.set(sum(w.alive for w in workers))
+        await self._worker_loops(conveyor, [w.id for w in workers if w.alive])
         return generate_latest(self.registry)
+
+    async def _worker_loops(self, conveyor: Conveyor, worker_ids: list[str]) -> None:
+        """``conveyor_worker_loop_stuck`` from the ``loops`` field workers publish in their
+        info hash (``{"fetch": {"stuck": false, ...}, ...}``)."""
+        self.worker_loop_stuck.clear()
+        if not worker_ids:
+            return
+        async with conveyor.redis.pipeline(transaction=False) as pipe:
+            for worker_id in worker_ids:
+                pipe.hget(conveyor.keys.glob.worker(worker_id), "loops")
+            published = await pipe.execute()
+        for worker_id, raw in zip(worker_ids, published, strict=True):
+            for loop, stuck in _stuck_loops(raw).items():
+                self.worker_loop_stuck.labels(worker_id, loop).set(int(stuck))
+
+
+def _stuck_loops(raw: str | None) -> dict[str, bool]:
+    """Loop name -> stuck, from a worker's published ``loops`` JSON (nothing if malformed)."""
+    try:
+        loops = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(loops, dict):
+        return {}
+    return {str(name): bool(h.get("stuck")) for name, h in loops.items() if isinstance(h, dict)}
+
+
+class LoopCollector(Collector):
+    """The health of every supervised loop of this process (``Supervisor.registry``: the
+    hub's, and a worker's and scheduler's in ``conveyor up``), computed at scrape time."""
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["component", "loop"]
+        age = GaugeMetricFamily("conveyor_loop_last_success_age_seconds",
+                                "Seconds since the loop last succeeded", labels=labels)
+        stuck = GaugeMetricFamily("conveyor_loop_stuck", "1 when the loop is stuck",
+                                  labels=labels)
+        restarts = CounterMetricFamily("conveyor_loop_restarts",
+                                       "Restarts of the loop after a crash", labels=labels)
+        errors = CounterMetricFamily("conveyor_loop_transient_errors",
+                                     "Transient errors the loop backed off from", labels=labels)
+        now = time.time()
+        for component, supervisor in list(Supervisor.registry.items()):
+            for name, health in list(supervisor.loops.items()):
+                values = [component, name]
+                age.add_metric(values, health.age(now))
+                stuck.add_metric(values, int(health.stuck(now)))
+                restarts.add_metric(values, health.restarts)
+                errors.add_metric(values, health.transient_errors)
+        yield from (age, stuck, restarts, errors)
 
 
 def _int(value: str | None) -> int | None:

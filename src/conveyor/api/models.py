@@ -261,7 +261,25 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class LoopOut(BaseModel):
+    """The health of one supervised loop (``conveyor.supervise.LoopHealth``)."""
+
+    state: str = Field(description="starting, ok, idle, backing off or restarting")
+    age: float = Field(description="Seconds since the loop last succeeded")
+    stuck: bool = Field(description="Running with no success for longer than it may")
+    needed: bool = Field(description="A stuck needed loop makes the process not ready")
+    errors: int = Field(description="Transient errors (Redis unavailable, error replies)")
+    restarts: int = Field(description="Restarts after a crash")
+    last_error: str = ""
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     redis: str
     store: str
+    stuck: list[str] = Field(
+        default_factory=list, description="Needed loops of this process that are stuck "
+        "(component.loop); any makes the process unavailable")
+    loops: dict[str, dict[str, LoopOut]] = Field(
+        default_factory=dict, description="Every supervised loop of this process, by "
+        "component and loop name")

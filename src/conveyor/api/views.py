@@ -10,6 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor import inspect as live
@@ -23,7 +24,10 @@ from conveyor.api.models import (
     Readiness,
     Throughput,
 )
-from conveyor.store.base import JobPage, JobQuery
+from conveyor.broker.keys import NAME_RE
+from conveyor.store.base import JobPage, JobQuery, decode_cursor
+from conveyor.submit import MAX_DELAY_SECONDS
+from conveyor.supervise import Supervisor
 
 if TYPE_CHECKING:
     from conveyor.api.auth import Principal
@@ -36,14 +40,37 @@ T = TypeVar("T")
 THROUGHPUT_WINDOW_MS = 60_000
 
 
+# Errors of a store that cannot be reached or is busy: the only ones that mean 503. Drivers
+# are optional, so their classes are named, not imported.
+UNAVAILABLE_CLASSES = frozenset({
+    "ConnectionFailure", "AutoReconnect", "ServerSelectionTimeoutError", "NetworkTimeout",
+    "ExecutionTimeout", "NotPrimaryError", "WTimeoutError", "WaitQueueTimeoutError"})
+UNAVAILABLE_MESSAGES = ("database is locked", "database table is locked", "unable to open",
+                        "disk i/o error", "readonly database", "database or disk is full")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether a store error says the store is down or busy (not that the query was bad)."""
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return True
+    if any(cls.__name__ in UNAVAILABLE_CLASSES for cls in type(exc).__mro__):
+        return True
+    if type(exc).__name__ == "OperationalError":  # sqlite3: also syntax errors, so by message
+        return str(exc).lower().startswith(UNAVAILABLE_MESSAGES)
+    return False
+
+
 async def store_call(store: Store, call: Awaitable[T], field: str | None = None) -> T:
-    """Await a store query: ValueError -> 422 naming ``field``, anything else -> 503."""
+    """Await a store query: ValueError -> 422 naming ``field``; an outage -> 503; anything
+    else is a bug (input is validated before the store sees it) and answers 500, logged."""
     try:
         return await call
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise ApiError(422, "invalid_query", str(exc), field) from None
     except Exception as exc:
-        log.warning("history store error: %r", exc)
+        if not store_unavailable(exc):
+            raise
+        log.warning("history store unavailable: %r", exc)
         raise ApiError(503, "store_unavailable", f"the history store failed: {exc}") from None
 
 
@@ -57,6 +84,7 @@ def submission_spec(item: JobSubmission, principal: Principal, field: str = "") 
             raise ApiError(422, "reserved_field", f"{field}meta.{reserved} is set by the API",
                            f"{field}meta.{reserved}")
     meta["api_key_id"] = principal.id
+    check_run_at(item.run_at, f"{field}run_at")
     spec: dict[str, Any] = {"type": item.type, "args": item.args, "meta": meta}
     for name in ("queue", "priority", "delay", "run_at", "max_attempts", "timeout"):
         value = getattr(item, name)
@@ -65,6 +93,22 @@ def submission_spec(item: JobSubmission, principal: Principal, field: str = "") 
     if isinstance(item, BulkJob) and item.idempotency_key is not None:
         spec["idempotency_key"] = item.idempotency_key
     return spec
+
+
+def check_run_at(run_at: str | None, field: str) -> None:
+    """``run_at`` at most ``MAX_DELAY_SECONDS`` ahead, like ``delay`` (the library checks
+    its form: ISO-8601 with a timezone)."""
+    if run_at is None:
+        return
+    try:
+        when = datetime.fromisoformat(run_at)
+    except ValueError:
+        return
+    if when.utcoffset() is None:
+        return
+    if when.timestamp() - time.time() > MAX_DELAY_SECONDS:
+        raise ApiError(422, "invalid_value", f"{field} is more than {MAX_DELAY_SECONDS} "
+                       "seconds (10 years) ahead, the most a delay may be", field)
 
 
 def check_bulk(jobs: list[BulkJob], cap: int) -> None:
@@ -119,9 +163,36 @@ def owns(principal: Principal, job: JobOut) -> bool:
 
 async def search(store: Store, principal: Principal, query: dict[str, Any]) -> JobPage:
     """A page of the history; a producer sees only the jobs its key submitted."""
+    check_text(query.get("text"))
+    check_cursor(query.get("cursor"))
     if not principal.reads_all:
         query = {**query, "api_key_id": principal.id}
     return await store_call(store, store.search(JobQuery(**query)), "query.cursor")
+
+
+MAX_SORT_VALUE = 2**63 - 1  # the stores keep sort values as signed 64-bit integers
+
+
+def check_text(text: str | None) -> None:
+    """Search text: printable (no NUL or other control characters); its length is bounded
+    by the route."""
+    if text is not None and not text.isprintable():
+        raise ApiError(422, "invalid_query", "query.text must not hold control characters "
+                       "(NUL, newlines, ...)", "query.text")
+
+
+def check_cursor(cursor: str | None) -> None:
+    """A cursor is what a previous page's ``next_cursor`` holds: a sort value in range and
+    a job id. Anything else is refused here, before the store sees it."""
+    if cursor is None:
+        return
+    try:
+        value, job_id = decode_cursor(cursor)
+    except ValueError:
+        value, job_id = -1, ""
+    if not 0 <= value <= MAX_SORT_VALUE or not NAME_RE.fullmatch(job_id):
+        raise ApiError(422, "invalid_query", "query.cursor is not a cursor: pass the "
+                       "next_cursor of the previous page unchanged", "query.cursor")
 
 
 # -- queues ------------------------------------------------------------------------------------
@@ -165,14 +236,20 @@ PROBE_TIMEOUT = 2.0
 
 
 async def readiness(gateway: Gateway) -> Readiness:
-    """Whether Redis answers PING and the store a one-row query, within ``PROBE_TIMEOUT``."""
+    """Whether Redis answers PING and the store a one-row query, within ``PROBE_TIMEOUT``,
+    and no needed loop of this process (any ``Supervisor``: the hub's, and a worker's or
+    scheduler's in ``conveyor up``) is stuck."""
     redis = await _probe(gateway.conveyor.redis.ping())
     if gateway.store is None:
         store = gateway.store_error or "not configured"
     else:
         store = await _probe(gateway.store.search(JobQuery(limit=1)))
-    ok = redis == "ok" and store == "ok"
-    return Readiness(status="ready" if ok else "unavailable", redis=redis, store=store)
+    supervisors = list(Supervisor.registry.values())
+    stuck = [name for sup in supervisors for name in sup.stuck()]
+    loops = {sup.component: sup.health() for sup in supervisors}
+    ok = redis == "ok" and store == "ok" and not stuck
+    return Readiness.model_validate({"status": "ready" if ok else "unavailable", "redis": redis,
+                                     "store": store, "stuck": stuck, "loops": loops})
 
 
 async def _probe(call: Awaitable[Any]) -> str:
