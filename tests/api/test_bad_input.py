@@ -3,9 +3,12 @@ never a 5xx, and nothing reaches Redis."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,9 @@ import orjson
 import pytest
 
 from conveyor import Conveyor
+from conveyor.api import ApiServer
 from conveyor.embedded import RedisServer
+from tests.api.conftest import ADMIN_KEY, auth
 from tests.conftest import BINARIES
 
 GOOD_ARGS = {"image_id": "a", "width": 10}
@@ -43,6 +48,10 @@ class Case:
 
 def job(**overrides: Any) -> bytes:
     return orjson.dumps({"type": "resize", "args": GOOD_ARGS, **overrides})
+
+
+def cursor(document: bytes) -> str:
+    return base64.urlsafe_b64encode(document).decode()
 
 
 def raw(text: str) -> bytes:
@@ -176,6 +185,35 @@ CASES = [
          raw('{"everything": true}'), path="/api/queues/default/dlq/purge"),
     Case("dlq ids with braces", 422, "invalid_name", "ids[0]", raw('{"ids": ["{x}"]}'),
          path="/api/queues/default/dlq/retry"),
+    Case("search text with NUL", 422, "invalid_query", "query.text",
+         path="/api/jobs?text=abc%00", method="GET"),
+    Case("search text with a newline", 422, "invalid_query", "query.text",
+         path="/api/jobs?text=a%0Ab", method="GET"),
+    Case("search text of 201 characters", 422, "invalid_request", "query.text",
+         path="/api/jobs?text=" + "a" * 201, method="GET"),
+    Case("cursor with a huge sort value", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=" + cursor(b'[1e300,"x"]'), method="GET"),
+    Case("cursor past 64 bits", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=" + cursor(b'[9223372036854775808,"x"]'), method="GET"),
+    Case("cursor with a negative value", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=" + cursor(b'[-1,"x"]'), method="GET"),
+    Case("cursor with braces in its id", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=" + cursor(b'[1,"{x}"]'), method="GET"),
+    Case("cursor of another shape", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=" + cursor(b'{"a": 1}'), method="GET"),
+    Case("cursor not base64", 422, "invalid_query", "query.cursor",
+         path="/api/jobs?cursor=%%%", method="GET"),
+    Case("run_at in year 9999", 422, "invalid_value", "run_at",
+         job(run_at="9999-01-01T00:00:00+00:00")),
+    Case("run_at 11 years ahead", 422, "invalid_value", "run_at",
+         job(run_at=f"{datetime.now(UTC).year + 11}-01-01T00:00:00+00:00")),
+    Case("bulk run_at in year 9999", 422, "invalid_value", "jobs[1].run_at",
+         bulk(GOOD, {**GOOD, "run_at": "9999-12-31T23:59:59-01:00"}), path="/api/jobs/bulk"),
+    Case("page path of 256 characters", 404, "not_found", path="/" + "a" * 256, method="GET"),
+    Case("nested page path of 60 KB", 404, "not_found", path="/jobs/" + "a" * 60_000,
+         method="GET"),
+    Case("file name of 300 characters", 404, "not_found", path="/assets/" + "b" * 300 + ".js",
+         method="GET"),
     Case("unknown route", 404, "not_found", path="/api/nothing", method="GET"),
     Case("wrong method", 405, "method_not_allowed", path="/api/jobs", method="PUT"),
 ]
@@ -218,4 +256,42 @@ async def test_idempotency_conflict_in_bulk_names_no_partial_batch(
     r = await client.post("/api/jobs/bulk", content=bulk(
         GOOD, GOOD, {**GOOD, "idempotency_key": "{bad}"}), headers=JSON)
     assert r.status_code == 422 and r.json()["error"]["field"] == "jobs[2].idempotency_key"
+    assert await conveyor.queues() == []
+
+
+class _Tracebacks(logging.Handler):
+    """Collects every record that carries a traceback or is an error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.records.append(record)
+
+
+@pytest.fixture
+def tracebacks() -> Iterator[list[logging.LogRecord]]:
+    handler = _Tracebacks()
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn")]  # uvicorn's do not propagate
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield handler.records
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+async def test_every_case_over_real_http_without_a_traceback(
+    server: ApiServer, conveyor: Conveyor, tracebacks: list[logging.LogRecord]
+) -> None:
+    """The same cases through uvicorn (a 60 KB path once dropped the connection, and each
+    500 logged two tracebacks): the same answers, and no 4xx logs a traceback."""
+    async with httpx.AsyncClient(base_url=server.url, headers=auth(ADMIN_KEY)) as c:
+        for case in CASES:
+            r = await c.request(case.method, case.path, content=case.body,
+                                headers=case.headers)
+            assert r.status_code == case.status, (case.name, r.text)
+            assert r.json()["error"]["code"] == case.code, case.name
+    assert [r.getMessage()[:200] for r in tracebacks] == []
     assert await conveyor.queues() == []

@@ -123,6 +123,24 @@ async def test_anonymous_requests_are_limited_per_client_ip(conveyor: Conveyor,
         assert (await b.get("/api/types", headers=auth("wrong"))).status_code == 429
 
 
+async def test_dashboard_and_docs_are_limited_per_client_ip(conveyor: Conveyor,
+                                                            store: Store) -> None:
+    """Pages need no key, so each is a hit on the client IP's bucket of pages: without it any
+    client could make the process read files and render the docs as fast as it likes."""
+    settings = ApiSettings(static_rate_limit="4/m")
+    app = create_app(conveyor, settings=settings, store=store)
+    async with running(app), client_for(app, "10.1.1.1") as a, client_for(app, "10.1.1.2") as b:
+        codes = [(await a.get(path)).status_code
+                 for path in ("/", "/jobs/x", "/docs", "/openapi.json", "/", "/docs")]
+        assert codes == [200, 200, 200, 200, 429, 429]
+        refused = await a.get("/openapi.json")
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert refused.headers["RateLimit-Policy"] == "4;w=60"
+        assert (await b.get("/")).status_code == 200
+        assert (await a.get("/healthz")).status_code == 200  # another bucket
+
+
 async def test_x_forwarded_for_only_from_trusted_proxies(conveyor: Conveyor,
                                                          store: Store) -> None:
     settings = ApiSettings(anonymous_rate_limit="1/m", trusted_proxies="10.0.0.0/8")

@@ -98,6 +98,14 @@ async def limit_anonymous(request: Request) -> None:
 Anonymous = Depends(limit_anonymous)
 
 
+async def limit_static(request: Request) -> None:
+    """The per-client-IP limit of the dashboard's files and the docs (browsers send no key
+    for them)."""
+    gateway = get_gateway(request)
+    ip = client_ip(request.scope, gateway.proxies)
+    await limit(request, f"static:{ip}", gateway.static_rate, "static")
+
+
 # -- authentication ----------------------------------------------------------------------------
 
 def key_of(request: HTTPConnection) -> str | None:

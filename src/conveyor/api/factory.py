@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from conveyor import __version__
 from conveyor.api.dashboard import mount_dashboard
+from conveyor.api.deps import limit_static
 from conveyor.api.errors import ErrorResponse, install_handlers
 from conveyor.api.gateway import Gateway
 from conveyor.api.middleware import GatewayMiddleware
@@ -69,8 +72,10 @@ def create_app(
         finally:
             await gateway.stop()
 
+    # /docs and /openapi.json are added below, behind the per-client-IP limit of pages.
     app = FastAPI(title="Conveyor API", version=__version__, description=DESCRIPTION,
-                  openapi_tags=TAGS, lifespan=lifespan, docs_url="/docs", redoc_url=None)
+                  openapi_tags=TAGS, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.gateway = gateway
     install_handlers(app)
     for router in ROUTERS:
@@ -80,5 +85,20 @@ def create_app(
         body_timeout=gateway.settings.body_timeout_seconds,
         observe=gateway.metrics.observe_request)
     install_openapi(app, [JobSubmission, BulkSubmission, DlqSelection, ErrorResponse])
-    mount_dashboard(app)
+    _add_docs(app)
+    mount_dashboard(app, limit=limit_static)
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/openapi.json`` and the Swagger UI at ``/docs``, limited per client IP like the
+    dashboard (CONVEYOR_API_STATIC_RATE_LIMIT)."""
+    limited = [Depends(limit_static)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=limited)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=limited)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")

@@ -6,16 +6,21 @@ Responsibilities, for every HTTP request:
   to arrive (408), then replay it to the app;
 - append the headers a dependency left in ``scope["state"]["headers"]`` (the RateLimit-*
   headers), whatever kind of response the route returned;
-- count the request by route template and status for ``/metrics``.
+- count the request by route template and status for ``/metrics``;
+- answer an unexpected exception (a bug) with a 500 in the error shape, logging its traceback
+  once (Starlette's outermost handler would log it and then the server a second time).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from conveyor.api.errors import error_response
+
+log = logging.getLogger("conveyor.api")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,11 +57,26 @@ class GatewayMiddleware:
             await self._reject(scope, receive, send, early)
             status[0] = early
         else:
-            await self.app(scope, early or receive, self._sender(send, state, status))
+            await self._call_app(scope, early or receive, self._sender(send, state, status),
+                                 status)
         if self.observe is not None:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.observe(scope["method"], template, status[0])
+
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send,
+                        status: list[int]) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if status[0]:  # the response has begun: the server can only drop the connection
+                raise
+            log.error("unexpected error in %s %s", scope["method"], scope["path"][:200],
+                      exc_info=exc)
+            status[0] = 500
+            response = error_response(500, "internal_error",
+                                      "unexpected server error; it has been logged")
+            await response(scope, receive, send)
 
     def _sender(self, send: Send, state: dict[str, Any], status: list[int]) -> Send:
         async def wrapped(message: Message) -> None:
