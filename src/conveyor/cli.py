@@ -13,12 +13,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.logging import RichHandler
 from rich.table import Table
 
 from conveyor import inspect as views
-from conveyor.cli_support import app_or_exit, console, err, run
+from conveyor.cli_support import app_or_exit, console, err, run, set_redis_wait
 from conveyor.errors import ConveyorError, ValidationError
+from conveyor.logs import setup_logging
 
 cli = typer.Typer(help="Conveyor: a distributed job scheduler on Redis.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Inspect and steer a queue's dead-letter queue.", no_args_is_help=True)
@@ -26,6 +26,17 @@ cli.add_typer(dlq_cli, name="dlq")
 
 AppArg = Annotated[str, typer.Argument(help="Your app as module:attribute, e.g. myapp:app")]
 AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app")]
+
+# Seconds a command keeps trying to reach Redis before it exits 1 (cli_support): a long-lived
+# process rides out a server that is still starting; once running it survives outages.
+# ``up`` brings its own server and ``api`` reports Redis on /readyz: no check.
+REDIS_WAIT: dict[str, float | None] = {"worker": 8.0, "scheduler": 8.0, "recorder": 8.0,
+                                      "up": None, "api": None}
+
+
+@cli.callback()
+def _command(ctx: typer.Context) -> None:
+    set_redis_wait(REDIS_WAIT.get(ctx.invoked_subcommand or "", 0.0))
 
 
 def _mount_gateway_commands() -> None:
@@ -37,8 +48,7 @@ def _mount_gateway_commands() -> None:
 
 def main() -> None:
     _mount_gateway_commands()
-    logging.basicConfig(level=logging.INFO, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+    setup_logging()
     cli()
 
 
@@ -141,12 +151,7 @@ def status(app: AppOpt = None) -> None:
         finally:
             await the_app.close()
 
-    try:
-        queues, workers = run(go())
-    except OSError as exc:
-        err.print(f"[red]error:[/red] Redis at {the_app.settings.redis_url} is unreachable "
-                  f"({exc}); start `conveyor up` or set CONVEYOR_REDIS_URL")
-        raise typer.Exit(1) from None
+    queues, workers = run(go())
     console.print(_queue_table(queues))
     console.print(_worker_table(workers))
 
@@ -264,14 +269,21 @@ def scheduler(
 def recorder(app: AppArg) -> None:
     """Only the history recorder: every queue's events into the store (CONVEYOR_STORE_URL)."""
     from conveyor.scheduler.history import run_recorder
+    from conveyor.supervise import LoopHealth, Supervisor
 
     the_app = app_or_exit(app)
 
     async def go() -> None:
-        task = asyncio.create_task(run_recorder(the_app))
+        supervisor = Supervisor("recorder")
+
+        async def body(health: LoopHealth) -> None:
+            await run_recorder(the_app, health=health)
+
+        task = supervisor.spawn("recorder", body)
         _on_signals(task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        await supervisor.stop()
 
     run(go())
 
@@ -280,6 +292,9 @@ def recorder(app: AppArg) -> None:
 def recover(
     apply: Annotated[bool, typer.Option("--apply", help="Re-enqueue (default: dry run)")] = False,
     queue: Annotated[str | None, typer.Option(help="Only this queue")] = None,
+    include_gaps: Annotated[bool, typer.Option(
+        "--include-gaps", help="Also re-enqueue jobs whose history has a gap (their end "
+        "may have been lost: they may have completed already)")] = False,
     app: AppOpt = None,
 ) -> None:
     """Re-enqueue jobs the history holds as unfinished but Redis no longer knows."""
@@ -293,7 +308,8 @@ def recover(
         store = await open_store(the_app.settings.store_url)
         try:
             return await run_recovery(the_app.redis, the_app.keys, store, the_app.broker,
-                                      dry_run=not apply, queue=queue)
+                                      dry_run=not apply, queue=queue,
+                                      include_gaps=include_gaps)
         finally:
             await store.close()
             await the_app.close()
@@ -303,13 +319,23 @@ def recover(
     except RecorderBehind as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    table = Table(title=("Re-enqueued" if apply else "Would re-enqueue (dry run; --apply "
-                         "to do it)") + f": {len(plans)} job(s)")
+    ready = [p for p in plans if p.held_back is None]
+    held = [p for p in plans if p.held_back is not None]
+    console.print(_plan_table(("Re-enqueued" if apply else "Would re-enqueue (dry run; "
+                               "--apply to do it)") + f": {len(ready)} job(s)", ready))
+    if held:
+        console.print(_plan_table(f"Not re-enqueued, unknown: history has a gap: {len(held)} "
+                                  "job(s) (--include-gaps to re-enqueue them)", held))
+        err.print(f"[yellow]{held[0].held_back}[/yellow]")
+
+
+def _plan_table(title: str, plans: list[Any]) -> Table:
+    table = Table(title=title)
     for col in ("id", "queue", "type", "was"):
         table.add_column(col)
     for plan in plans:
         table.add_row(plan.job_id, plan.queue, plan.type, plan.status)
-    console.print(table)
+    return table
 
 
 def _on_signals(callback: Callable[[], object]) -> None:

@@ -1,24 +1,62 @@
-"""What every CLI module shares: the event loop runner and loading the app or exiting."""
+"""What every CLI module shares: the event loop runner, loading the app or exiting, and
+checking that Redis answers before a command starts.
+
+Exit status: 0 done, 1 a runtime error (Redis unreachable, ...), 2 bad input. A command
+that needs Redis first pings it with short socket timeouts (``set_redis_wait`` says how
+long to keep trying: a one-shot command tries once, a worker or scheduler a few seconds),
+so an unreachable server, refused or silent, ends the command within seconds with one
+message naming the URL (password hidden) and the fix, never a traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import typer
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from rich.console import Console
+from rich.markup import escape
 
 from conveyor.app import Conveyor
+from conveyor.connect import make_redis
 from conveyor.loader import AppNotFound, load_app
+from conveyor.supervise import describe, is_transient
 
 T = TypeVar("T")
 console = Console()
 err = Console(stderr=True)
 
+EXIT_RUNTIME = 1
+EXIT_BAD_INPUT = 2
+ATTEMPT_TIMEOUT = 3.0  # connect and read timeout of one check: a silent server fails too
+_policy: dict[str, float | None] = {"wait": 0.0}  # see set_redis_wait
+_target: dict[str, str] = {}  # the Redis URL the command uses, for the message
+
+
+def set_redis_wait(seconds: float | None) -> None:
+    """How long ``app_or_exit`` keeps trying to reach Redis (0: once; None: no check, for
+    commands that bring their own Redis or report it themselves)."""
+    _policy["wait"] = seconds
+
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on uvloop when it is installed (it is, with uvicorn[standard])."""
+    """Run a coroutine on uvloop when it is installed (it is, with uvicorn[standard]).
+    Redis becoming unreachable mid-command exits 1 with the message, not a traceback."""
+    try:
+        return _run(coro)
+    except Exception as exc:
+        if not (isinstance(exc, RedisError) and is_transient(exc)):
+            raise  # (a builtin TimeoutError is a command's own, e.g. enqueue --wait)
+        raise unreachable(_target.get("url", "(unknown)"), exc) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         import uvloop
     except ImportError:
@@ -27,9 +65,62 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def app_or_exit(spec: str | None) -> Conveyor:
-    """The app ``module:attribute`` names (or the default app); exit 2 with the reason."""
+    """The app ``module:attribute`` names (or the default app), once Redis answers; exit 2
+    with the reason if there is no such app, 1 if Redis cannot be reached."""
     try:
-        return load_app(spec)
+        app = load_app(spec)
     except AppNotFound as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    _target["url"] = app.settings.redis_url
+    wait = _policy["wait"]
+    if wait is not None:
+        require_redis(app.settings.redis_url, wait)
+    return app
+
+
+def require_redis(url: str, wait: float = 0.0) -> None:
+    """Return once Redis at ``url`` answers a PING; exit 1 with the message if it has not
+    within ``wait`` seconds (each try bounded by ``ATTEMPT_TIMEOUT``)."""
+    try:
+        _run(_ping_until(url, wait))
+    except ValueError as exc:  # the URL itself
+        err.print(f"[red]error (CONVEYOR_REDIS_URL):[/red] {escape(str(exc))}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except RedisError as exc:
+        raise unreachable(url, exc) from None
+
+
+async def _ping_until(url: str, wait: float) -> None:
+    deadline = time.monotonic() + wait
+    timeout = ATTEMPT_TIMEOUT  # the first try gets it whole; later ones end by the deadline
+    while True:
+        client = make_redis(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                            retry=Retry(NoBackoff(), 0))
+        try:
+            await client.ping()
+            return
+        except RedisError as exc:
+            if not is_transient(exc) or time.monotonic() + 0.5 > deadline:
+                raise
+        finally:
+            await client.aclose()
+        await asyncio.sleep(0.5)  # a pause between tries of another process: no event
+        timeout = max(0.5, min(ATTEMPT_TIMEOUT, deadline - time.monotonic()))
+
+
+def unreachable(url: str, exc: BaseException) -> typer.Exit:
+    """Print why Redis cannot be used and how to fix it; the exit to raise."""
+    what = "cannot reach Redis" if is_transient(exc) else "Redis refused the command"
+    reason = describe(exc).rstrip(".")
+    err.print(f"[red]error:[/red] {what} at {escape(redact(url))} ({escape(reason)}).",
+              soft_wrap=True)
+    err.print("Start Redis (or `conveyor up`), or set CONVEYOR_REDIS_URL to where it runs.",
+              soft_wrap=True)
+    return typer.Exit(EXIT_RUNTIME)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (in the user part or a ``password=`` parameter)."""
+    url = re.sub(r"(//[^/@]*?:)[^/@]+@", r"\1***@", url)
+    return re.sub(r"(password=)[^&]*", r"\1***", url)

@@ -1,0 +1,91 @@
+"""The real ``conveyor`` command with Redis unreachable: refused, or a server that accepts
+connections and never answers. Every command exits 1 within seconds with a short message
+naming the URL (without its password) and the fix, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from conveyor.embedded import RedisServer, free_port
+from tests.procs import ROOT
+
+SECRET = "hunter2"
+COMMANDS = [
+    ["status"],
+    ["enqueue", "record", "--args", '{"n": 1}'],
+    ["dlq", "list", "default"],
+    ["recover"],
+    ["keys", "list"],
+    ["worker", "tests.apps.basic:app"],
+    ["scheduler", "tests.apps.basic:app"],
+]
+LIMIT = 15.0  # seconds, per command
+
+
+async def conveyor(url: str, *args: str) -> tuple[int, str, float]:
+    """Run ``python -m conveyor ARGS`` against ``url``: (exit status, output, seconds)."""
+    env = {**os.environ, "CONVEYOR_REDIS_URL": url, "PYTHONPATH": str(ROOT),
+           "CONVEYOR_STORE_URL": f"sqlite:///{tempfile.gettempdir()}/conveyor-cli-test/h.db"}
+    start = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "conveyor", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), LIMIT + 15)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    return proc.returncode or 0, out.decode(errors="replace"), time.monotonic() - start
+
+
+@pytest.fixture
+async def black_hole() -> AsyncIterator[int]:
+    """A port that accepts connections and never answers (a hung server, a firewall)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def check_every_command(url: str, endpoint: str) -> None:
+    results = await asyncio.gather(*(conveyor(url, *cmd) for cmd in COMMANDS))
+    for cmd, (status, out, seconds) in zip(COMMANDS, results, strict=True):
+        name = " ".join(cmd)
+        assert status == 1, f"{name}: exit {status}\n{out}"
+        assert seconds < LIMIT, f"{name}: took {seconds:.1f}s"
+        assert "Traceback" not in out, f"{name}:\n{out}"
+        assert len(out.strip().splitlines()) <= 4, f"{name}:\n{out}"
+        assert endpoint in out and "CONVEYOR_REDIS_URL" in out, f"{name}:\n{out}"
+        assert SECRET not in out, f"{name} printed the password:\n{out}"
+
+
+async def test_every_command_with_redis_refusing_connections() -> None:
+    port = free_port()  # nothing listens there
+    await check_every_command(f"redis://:{SECRET}@127.0.0.1:{port}/0", f"127.0.0.1:{port}")
+
+
+async def test_every_command_with_redis_never_answering(black_hole: int) -> None:
+    await check_every_command(f"redis://:{SECRET}@127.0.0.1:{black_hole}/0",
+                              f"127.0.0.1:{black_hole}")
+
+
+async def test_status_works_and_bad_input_exits_2(any_redis: RedisServer) -> None:
+    status, out, _ = await conveyor(any_redis.url, "status")
+    assert status == 0 and "Queues" in out, out
+    status, out, _ = await conveyor(any_redis.url, "enqueue", "record", "--args", "{nope")
+    assert status == 2 and "Traceback" not in out, out
