@@ -44,6 +44,24 @@ class WorkerInfo(BaseModel):
     stale: int = 0
     current: list[dict[str, Any]] = []
     alive: bool = True
+    stalls: int = 0  # times a handler blocked the worker's event loop (see Liveness)
+    loops: dict[str, dict[str, Any]] = {}  # loop name -> health (conveyor.supervise)
+
+    @property
+    def stuck_loops(self) -> list[str]:
+        return sorted(name for name, h in self.loops.items() if h.get("stuck"))
+
+
+class SchedulerInfo(BaseModel):
+    owner: str
+    leading: bool = False
+    token: int = 0
+    published_ms: int = 0
+    loops: dict[str, dict[str, Any]] = {}
+
+    @property
+    def stuck_loops(self) -> list[str]:
+        return sorted(name for name, h in self.loops.items() if h.get("stuck"))
 
 
 async def queue_stats(app: Conveyor, queues: list[str] | None = None) -> list[QueueStats]:
@@ -104,9 +122,24 @@ async def workers(app: Conveyor, heartbeat_ttl_ms: int | None = None) -> list[Wo
             started_ms=int(h.get("started", 0)), beat_ms=int(beat),
             processed=int(h.get("processed", 0)), failed=int(h.get("failed", 0)),
             stale=int(h.get("stale", 0)), current=serde.loads(h.get("current")) or [],
-            alive=now_ms - beat <= ttl,
+            alive=now_ms - beat <= ttl, stalls=int(h.get("stalls", 0)),
+            loops=serde.loads(h.get("loops")) or {},
         ))
     return out
+
+
+async def schedulers(app: Conveyor) -> list[SchedulerInfo]:
+    """Schedulers that published their status recently (each key lives a few seconds)."""
+    glob = app.keys.glob
+    owners = strs(await app.redis.zrange(glob.schedulers, 0, -1))
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for owner in owners:
+            pipe.hgetall(glob.scheduler(owner))
+        infos = await pipe.execute()
+    return [SchedulerInfo(owner=owner, leading=h.get("leading") == "1",
+                          token=int(h.get("token", 0)), published_ms=int(h.get("published", 0)),
+                          loops=serde.loads(h.get("loops")) or {})
+            for owner, h in zip(owners, infos, strict=True) if h]
 
 
 async def dead_letters(

@@ -21,11 +21,16 @@ class Settings(BaseSettings):
 
     lease_seconds: float = Field(30.0, gt=0, description="Lease of a running job")
     renew_seconds: float = Field(10.0, gt=0, description="How often workers renew their leases")
-    heartbeat_seconds: float = Field(1.0, gt=0, description="Worker heartbeat period")
+    # The heartbeat comes from a thread that a blocked event loop cannot stop, so the TTL
+    # can be short: a worker killed with -9 has its jobs re-run within about 2 s.
+    heartbeat_seconds: float = Field(0.5, gt=0, description="Worker heartbeat period")
     heartbeat_ttl_seconds: float = Field(
-        5.0, gt=0, description="A worker silent this long is dead; its jobs are requeued"
+        1.5, gt=0, description="A worker silent this long is dead; its jobs are requeued"
     )
-    reap_seconds: float = Field(1.0, gt=0, description="How often the reaper looks for orphans")
+    reap_seconds: float = Field(0.5, gt=0, description="How often the reaper looks for orphans")
+    stall_warn_seconds: float = Field(
+        1.0, gt=0, description="Warn when a handler blocks the worker's event loop this long"
+    )
     block_seconds: float = Field(
         5.0, gt=0, description="Longest wait on the wake-up marker (the watchdog's period)"
     )

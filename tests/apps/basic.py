@@ -61,3 +61,12 @@ async def slow_first(seconds: float, ctx: Context) -> dict[str, int]:
         await asyncio.sleep(seconds)
     ledger().rpush("ledger", f"{ctx.job_id}:{ctx.attempt}:{os.getpid()}")
     return {"attempt": ctx.attempt, "pid": os.getpid()}
+
+
+@app.job(queue="default", max_attempts=5, timeout=60)
+async def blocks_loop(seconds: float, ctx: Context) -> int:
+    """The most common user bug: a sync call inside ``async def`` blocks the event loop."""
+    ledger().rpush("started", f"{ctx.job_id}:{ctx.attempt}:{os.getpid()}")
+    time.sleep(seconds)
+    ledger().rpush("ledger", f"{ctx.job_id}:{ctx.attempt}:{os.getpid()}")
+    return ctx.attempt

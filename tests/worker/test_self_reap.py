@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from conveyor import Context, Conveyor, Worker
+from conveyor.broker.broker import Broker
 from conveyor.embedded import RedisServer
 from tests.conftest import FAST
 
+# The heartbeat runs in a thread with a Broker of its own: a fault is injected on the class.
 
 async def test_a_worker_with_a_late_heartbeat_does_not_requeue_its_own_jobs(
-    any_redis: RedisServer,
+    any_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = Conveyor(redis_url=any_redis.url, **FAST)
     runs: list[int] = []
@@ -40,7 +43,7 @@ async def test_a_worker_with_a_late_heartbeat_does_not_requeue_its_own_jobs(
         handle = await app.enqueue("slow", {})
         while not runs:
             await asyncio.sleep(0.01)  # until the handler started
-        app.broker.heartbeat = silent  # type: ignore[method-assign]
+        monkeypatch.setattr(Broker, "heartbeat", silent)
         assert await handle.result(timeout=10) == 1
     finally:
         worker.stop()
@@ -53,7 +56,7 @@ async def test_a_worker_with_a_late_heartbeat_does_not_requeue_its_own_jobs(
 
 
 async def test_a_worker_judges_others_only_once_its_own_heartbeats_land_again(
-    any_redis: RedisServer,
+    any_redis: RedisServer, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After an outage every worker looks silent; the first one back must give the others a
     heartbeat TTL to beat again before it takes their jobs (else healthy jobs pile up worker
@@ -72,7 +75,7 @@ async def test_a_worker_judges_others_only_once_its_own_heartbeats_land_again(
     glob, qk = app.keys.glob, app.keys.queue("q")
     worker = Worker(app, queues=["mine"], concurrency=2)
     run = asyncio.create_task(worker.run())
-    real_heartbeat = app.broker.heartbeat
+    real_heartbeat = Broker.heartbeat
 
     leases: list[tuple[str, int]] = []
 
@@ -92,9 +95,9 @@ async def test_a_worker_judges_others_only_once_its_own_heartbeats_land_again(
         await beat_b()
         (claimed,) = (await app.broker.claim("q", "b", 1)).jobs
         leases.append((claimed.id, claimed.attempt))
-        app.broker.heartbeat = away  # type: ignore[method-assign]
+        monkeypatch.setattr(Broker, "heartbeat", away)
         await asyncio.sleep(1.5 * ttl)  # "b" is now silent past the TTL, and so are we
-        app.broker.heartbeat = real_heartbeat  # type: ignore[method-assign]
+        monkeypatch.setattr(Broker, "heartbeat", real_heartbeat)
         await asyncio.sleep(0.5 * ttl)  # we are back...
         await beat_b()  # ...and "b" half a TTL after us
         for _ in range(3):
@@ -109,7 +112,7 @@ async def test_a_worker_judges_others_only_once_its_own_heartbeats_land_again(
             ("requeued", "b", "worker lost")]
         assert claimed.attempt == 1
     finally:
-        app.broker.heartbeat = real_heartbeat  # type: ignore[method-assign]
+        monkeypatch.setattr(Broker, "heartbeat", real_heartbeat)
         worker.stop()
         await asyncio.wait_for(run, 15)
         await app.close()

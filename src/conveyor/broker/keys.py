@@ -25,7 +25,10 @@ Cluster slot::
 
     {cv}:queues                    SET    every queue ever used
     {cv}:workers                   ZSET   worker id -> last heartbeat (ms, Redis time)
-    {cv}:worker:<id>               HASH   worker info (host, pid, queues, counts, current jobs)
+    {cv}:worker:<id>               HASH   worker info (host, pid, queues, counts, current jobs,
+                                          the health of its loops)
+    {cv}:schedulers                ZSET   scheduler owner -> last status (ms)
+    {cv}:scheduler:<owner>         HASH   a scheduler's status and loop health (short TTL)
     {cv}:catalog                   HASH   job type -> JSON (queue, schema, defaults)
 
 The per-queue hash tag puts every key of a queue in one slot, so each script runs unchanged on
@@ -147,6 +150,15 @@ class GlobalKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.tag}:worker:{worker_id}"
+
+    def scheduler(self, owner: str) -> str:
+        """A scheduler's status (its loops' health), with a short TTL."""
+        return f"{self.tag}:scheduler:{owner}"
+
+    @property
+    def schedulers(self) -> str:
+        """ZSET of scheduler owners -> when they last published their status (ms)."""
+        return f"{self.tag}:schedulers"
 
     @property
     def catalog(self) -> str:

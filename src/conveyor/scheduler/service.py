@@ -1,5 +1,7 @@
 """``conveyor scheduler``: the services that are not workers.
 
+Every loop runs under one ``Supervisor`` (outages and error replies back off and retry
+forever; a bug restarts the loop; a loop that keeps crashing ends the process non-zero).
 Responsibilities:
 - the reaper (every scheduler runs one; they are idempotent);
 - the history recorder (when a store is configured);
@@ -14,18 +16,22 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import TYPE_CHECKING
 
+from conveyor import serde
 from conveyor.connect import server_ms
 from conveyor.scheduler.cron import ScheduleBook
-from conveyor.worker.reaper import reap_once
+from conveyor.supervise import LoopHealth, Supervisor, describe, is_transient
+from conveyor.worker.reaper import SETTLE_SECONDS, reap_once
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.scheduler")
 LEADER_LOCK = "scheduler-leader"
+STATUS_TTL_MS = 15_000
 
 
 class Scheduler:
@@ -44,57 +50,82 @@ class Scheduler:
         self.token = 0
         self._stop = asyncio.Event()
         self._changed = asyncio.Event()
+        self.supervisor = Supervisor("scheduler", backoff_cap=2.0)
 
     def stop(self) -> None:
         self._stop.set()
 
     async def run(self) -> None:
         await self.sync_code_schedules()
-        tasks = [asyncio.create_task(self._reap_loop()), asyncio.create_task(self._cron_loop())]
+        s, sup = self.settings, self.supervisor
+        sup.spawn("reap", self._reap_loop, stale_after=s.reap_seconds * 3 + 10)
+        sup.spawn("cron", self._cron_loop, stale_after=self.lease_ms / 1000 + 10)
         if self.record_history:
-            tasks.append(asyncio.create_task(self._record()))
+            sup.spawn("recorder", self._record, stale_after=60)
+        sup.spawn("status", self._publish_status, stale_after=30, needed=False)
         await self._stop.wait()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await sup.stop()
         if self.leading:
-            await self.app.broker.lock("release", LEADER_LOCK, self.owner, self.lease_ms)
+            try:
+                await self.app.broker.lock("release", LEADER_LOCK, self.owner, self.lease_ms)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("scheduler %s: could not release the lead (%s); it ends with its "
+                            "lease", self.owner, describe(exc))
 
     async def sync_code_schedules(self) -> None:
         """Store the schedules declared with ``@app.job(cron=...)`` (code wins over Redis)."""
         for schedule in self.app.code_schedules():
             await self.book.put(schedule)
 
-    async def _reap_loop(self) -> None:
+    async def _reap_loop(self, health: LoopHealth) -> None:
         ttl = self.settings.heartbeat_ttl_seconds
         loop = asyncio.get_running_loop()
-        healthy_since = loop.time()
+        healthy_since = loop.time()  # the supervisor runs us again after each outage
         while True:
-            # After Redis was unreachable every worker looks silent until it beats again:
-            # judge heartbeats only once Redis has answered us for a whole TTL.
-            judge = loop.time() - healthy_since >= ttl
-            try:
-                await reap_once(self.app.broker, await self.app.queues(), int(ttl * 1000),
-                                judge_workers=judge)
-            except OSError as exc:
-                log.warning("reaper: %s", exc)
-                healthy_since = loop.time() + self.settings.reap_seconds
+            # After Redis was unreachable every worker looks silent until it beats again,
+            # and leases ran out that their live owners are about to renew: judge
+            # heartbeats only once Redis has answered us for a whole TTL, and leases later.
+            healthy = loop.time() - healthy_since
+            await reap_once(self.app.broker, await self.app.queues(), int(ttl * 1000),
+                            judge_workers=healthy >= ttl,
+                            expired_leases=healthy >= max(ttl, SETTLE_SECONDS))
+            health.ok()
             await asyncio.sleep(self.settings.reap_seconds)  # a period, not a wait for state
 
-    async def _record(self) -> None:
+    async def _record(self, health: LoopHealth) -> None:
         from conveyor.scheduler.history import run_recorder
 
-        await run_recorder(self.app)
+        await run_recorder(self.app, health=health)
 
-    async def _cron_loop(self) -> None:
-        while True:
-            try:
+    async def _cron_loop(self, health: LoopHealth) -> None:
+        try:
+            while True:
                 wait = await self._cron_step()
-            except OSError as exc:
-                log.warning("scheduler: %s", exc)
-                self.leading = False
-                wait = 1.0
-            await asyncio.sleep(wait)  # until the next tick or lease renewal is due
+                health.ok()
+                await asyncio.sleep(wait)  # until the next tick or lease renewal is due
+        except BaseException:
+            self.leading = False  # take the lead afresh (the lock knows if it is still ours)
+            raise
+
+    async def _publish_status(self, health: LoopHealth) -> None:
+        """Publish this scheduler's loops for ``conveyor status`` (a key with a short TTL)."""
+        glob = self.app.keys.glob
+        key = glob.scheduler(self.owner)
+        while True:
+            now_ms = int(time.time() * 1000)  # only orders and ages out the entries
+            status: dict[str, str | int] = {
+                "owner": self.owner, "leading": int(self.leading), "token": self.token,
+                "published": now_ms, "loops": serde.dumps(self.supervisor.health())}
+            async with self.app.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=status)  # type: ignore[arg-type]
+                pipe.pexpire(key, STATUS_TTL_MS)
+                pipe.zadd(glob.schedulers, {self.owner: now_ms})
+                pipe.zremrangebyscore(glob.schedulers, "-inf", now_ms - 3_600_000)
+                await pipe.execute()
+            health.ok()
+            await asyncio.sleep(STATUS_TTL_MS / 3000)  # a period
 
     async def _cron_step(self) -> float:
         """Take or keep the lead, fire due ticks; returns seconds until there is work again."""

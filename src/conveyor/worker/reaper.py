@@ -10,11 +10,14 @@ from conveyor import serde
 from conveyor.broker.broker import Broker
 
 log = logging.getLogger("conveyor.reaper")
+# A worker back from a Redis outage renews its leases within its supervisor's backoff cap
+# (2 s); reapers leave leases that ran out during the outage alone until then.
+SETTLE_SECONDS = 3.0
 
 
 async def reap_once(
     broker: Broker, queues: list[str], heartbeat_ttl_ms: int, alive: str | None = None,
-    judge_workers: bool = True,
+    judge_workers: bool = True, expired_leases: bool = True,
 ) -> tuple[int, int]:
     """One pass over every queue; returns (requeued, dead).
 
@@ -22,14 +25,16 @@ async def reap_once(
     heartbeat says (a late heartbeat of a busy or starved process must not make it requeue
     the jobs it is running; other workers still judge it by its heartbeat).
     ``judge_workers=False`` skips the heartbeat verdicts (expired leases are still reaped):
-    a worker passes it while its own heartbeats do not land regularly (see ``Worker``)."""
+    a worker passes it while its own heartbeats do not land regularly (see ``Liveness``).
+    ``expired_leases=False`` skips the leases that ran out too: right after an outage their
+    live owners renew them first."""
     requeued = dead = 0
     for worker_id in await broker.dead_workers(heartbeat_ttl_ms) if judge_workers else []:
         if worker_id == alive:
             continue
         r, d = await reap_worker(broker, worker_id)
         requeued, dead = requeued + r, dead + d
-    for queue in queues:
+    for queue in queues if expired_leases else []:
         r, d = await broker.reap(queue)
         requeued, dead = requeued + r, dead + d
     return requeued, dead

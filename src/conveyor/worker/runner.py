@@ -1,23 +1,38 @@
-"""Runs one claimed job's handler and turns what happened into an ``Outcome``."""
+"""Runs claimed jobs: a handler's call turned into an ``Outcome``, and the ``JobRunner``
+that starts, stops and settles the jobs of one worker."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from conveyor import serde
+from conveyor.broker.broker import Completion
+from conveyor.broker.codes import END_CANCELED, NO_RETRY, Code, FailOutcome
 from conveyor.errors import ConveyorError, NonRetryable, NotJSON, Retry
 from conveyor.job import ClaimedJob
 from conveyor.registry import JobType
+from conveyor.supervise import describe, is_transient
+from conveyor.worker.backoff import full_jitter
 from conveyor.worker.context import Context
 from conveyor.worker.process import ChildFailed, run_in_child
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.worker.acker import Acker
+    from conveyor.worker.slots import Slots
+    from conveyor.worker.stats import Stats
+
+log = logging.getLogger("conveyor.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +103,156 @@ async def execute(
         return Outcome(False, error=error_dict(exc, job, worker_id), retryable=retryable)
     except Exception as exc:
         return Outcome(False, error=error_dict(exc, job, worker_id))
+
+
+@dataclass
+class Running:
+    job: ClaimedJob
+    ctx: Context
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "lease lost" | "canceled" | "shutdown" | "timeout"
+    timer: asyncio.TimerHandle | None = None
+
+
+class JobRunner:
+    """Runs claimed jobs, one task each, and settles the ones that do not complete.
+
+    Responsibilities: start a job (its task, its timeout timer, its execution limit), hand
+    a success to the acker, record a failure (backoff, ``Retry``, non-retryable), stop a job
+    from outside (timeout, cancel, lost lease, shutdown) and settle it by the reason. A
+    settlement that meets a Redis outage is retried until the job's lease is surely gone
+    (then the reaper owns the job), so an outage does not turn a failure into a lost lease.
+    """
+
+    def __init__(self, app: Conveyor, worker_id: str, slots: Slots, acker: Acker,
+                 stats: Stats, executor: Executor) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.worker_id = worker_id
+        self.slots = slots
+        self.acker = acker
+        self.stats = stats
+        self.executor = executor
+        self.running: dict[str, Running] = {}
+
+    def start(self, job: ClaimedJob) -> None:
+        """Run ``job`` in a task of its own; its slot was taken by the fetcher."""
+        job.started = time.time()
+        ctx = Context(job.id, job.type, job.queue, job.attempt, job.max_attempts,
+                      self.worker_id, self.app)
+        running = Running(job, ctx)
+        self.running[job.id] = running
+        running.task = asyncio.create_task(self._run(running), name=f"job:{job.id}")
+        jt = self.app.registry.get(job.type)
+        timeout = job.timeout or (jt.timeout if jt else self.settings.timeout_seconds)
+        loop = asyncio.get_running_loop()
+        running.timer = loop.call_at(loop.time() + timeout, self.stop, running, "timeout")
+
+    def stop(self, r: Running, reason: str) -> None:
+        if r.task and not r.task.done():
+            r.stop_reason = r.stop_reason or reason
+            r.ctx._cancelled = True  # a sync handler can see it and return
+            r.task.cancel()
+
+    def stop_all(self, reason: str) -> None:
+        for r in list(self.running.values()):
+            self.stop(r, reason)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        return [r.task for r in self.running.values() if r.task]
+
+    async def _admitted(self, job: ClaimedJob) -> bool:
+        """True when the job's execution limits let it run now (else the limit script has
+        parked or delayed it, which is no failure)."""
+        jt = self.app.registry.get(job.type)
+        if jt is None or jt.limits is None:
+            return True
+        lim = jt.limits
+        code, _ = await self.app.broker.limit(
+            job, self.worker_id, lim.name(job.type, job.args_json), lim.concurrency,
+            lim.interval_ms, lim.burst)
+        return code == 1
+
+    async def _run(self, r: Running) -> None:
+        job = r.job
+        try:
+            if not await self._admitted(job):
+                return
+            outcome = await execute(
+                self.app.registry.get(job.type), job, r.ctx, self.executor, self.worker_id)
+        except asyncio.CancelledError:
+            await self._settle("settle a stopped job", job, lambda: self._after_stop(r))
+            return
+        except Exception:
+            # Only a bug or a Redis outage past every retry gets here; the lease runs out
+            # and the job is offered again, so it is not lost, but say so loudly.
+            log.exception("worker %s: job %s could not be run or settled", self.worker_id,
+                          job.id)
+            return
+        finally:
+            if r.timer:
+                r.timer.cancel()
+            self.running.pop(job.id, None)
+            self.slots.give(1)
+        if outcome.ok:
+            self.acker.add(job.queue, Completion(job.id, job.attempt, outcome.result_json))
+        else:
+            await self._settle("record a failure", job, lambda: self.fail(job, outcome))
+
+    async def _settle(
+        self, what: str, job: ClaimedJob, call: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``call``, retrying Redis outages and error replies until the lease is over."""
+        deadline = time.monotonic() + self.settings.lease_seconds
+        delay = 0.05
+        while True:
+            try:
+                await call()
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() + delay > deadline:
+                    log.warning("worker %s: could not %s for job %s (%s); its lease will run "
+                                "out and the job will be offered again", self.worker_id, what,
+                                job.id, describe(exc))
+                    return
+            await asyncio.sleep(delay)  # backoff while Redis is away
+            delay = min(delay * 2, 2.0)
+
+    async def _after_stop(self, r: Running) -> None:
+        """A handler was stopped from outside: settle the job by the reason."""
+        reason = r.stop_reason or "shutdown"
+        if reason == "lease lost":
+            return  # someone else holds the job now; nothing of ours to write
+        if reason == "canceled":
+            error = {"type": "Canceled", "message": "canceled on request",
+                     "worker": self.worker_id}
+            await self.app.broker.fail(r.job, self.worker_id, error, END_CANCELED)
+            return
+        if reason == "timeout":
+            timeout = HandlerTimeout(f"timed out after {r.job.timeout:g}s")
+            await self.fail(r.job, Outcome(False, error=error_dict(timeout, r.job,
+                                                                   self.worker_id)))
+            return
+        await self.app.broker.release(r.job, self.worker_id, "worker shutdown")
+
+    async def fail(self, job: ClaimedJob, outcome: Outcome) -> None:
+        self.stats.failed += 1
+        code, _ = await self.app.broker.fail(job, self.worker_id, outcome.error or {},
+                                             self._retry_delay_ms(job, outcome))
+        if code == Code.STALE_LEASE:
+            self.stats.stale += 1
+        elif code == FailOutcome.DEAD:
+            log.warning("job %s (%s) is dead: %s", job.id, job.type,
+                        (outcome.error or {}).get("message"))
+
+    def _retry_delay_ms(self, job: ClaimedJob, outcome: Outcome) -> int:
+        if not outcome.retryable:
+            return NO_RETRY
+        if outcome.retry_delay is not None:
+            return int(max(0.0, outcome.retry_delay) * 1000)
+        jt = self.app.registry.get(job.type)
+        base = (jt.backoff_base if jt and jt.backoff_base is not None
+                else self.settings.backoff_base_seconds)
+        cap = (jt.backoff_cap if jt and jt.backoff_cap is not None
+               else self.settings.backoff_cap_seconds)
+        return int(full_jitter(job.failures + 1, base, cap) * 1000)

@@ -16,7 +16,9 @@
 --
 -- ARGV[1]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
 -- ARGV[2]  events stream MAXLEN
--- ARGV[3]  poison-pill threshold: worker deaths after which the job is dead
+-- ARGV[3]  poison-pill threshold: worker deaths (field 'deaths': its worker's heartbeat
+--          stopped) or stalls (field 'stalls': its lease ran out under a live worker) after
+--          which the job is dead
 -- ARGV[4]  id of the dead worker ('' = expired leases only)
 -- ARGV[5]  most expired leases to requeue or bury in this call
 -- ARGV[6]  retention policy "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>"
@@ -45,9 +47,14 @@ local q = queue_context({prefix = prefix, high = high, normal = normal, low = lo
 local now = q.now
 local requeued, buried, dropped = 0, 0, 0
 
-local function bury(jobkey, id, f, deaths, reason, info)
-  local err = cjson.encode({type = 'PoisonPill', message = 'poison pill: its worker died ' ..
-    deaths .. ' times while running it (last: ' .. reason .. ')', worker = f[2]})
+local function bury(jobkey, id, f, count, reason, info)
+  local why = 'its worker died ' .. count .. ' times while running it'
+  if reason == 'lease expired' then
+    why = 'its lease ran out ' .. count .. ' times while its worker was alive (a handler ' ..
+      'that blocks the event loop longer than the lease?)'
+  end
+  local err = cjson.encode({type = 'PoisonPill', message = 'poison pill: ' .. why ..
+    ' (last: ' .. reason .. ')', worker = f[2]})
   redis.call('HSET', jobkey, 'status', 'dead', 'finished', now, 'error', err,
     'error:' .. f[5], err)
   retire(q, jobkey, id, 'dead', f[6])
@@ -71,9 +78,13 @@ local function reap(id, reason)
     return
   end
   if dead_worker ~= '' and reason == 'worker lost' and f[2] ~= dead_worker then return end
-  local deaths = redis.call('HINCRBY', jobkey, 'deaths', 1)
+  if dead_worker ~= '' and f[2] == dead_worker then reason = 'worker lost' end
+  -- Only a real death (the heartbeat, kept by a thread, stopped) is a death; a lease that
+  -- ran out under a live worker is a stall, counted apart.
+  local counter = reason == 'worker lost' and 'deaths' or 'stalls'
+  local count = redis.call('HINCRBY', jobkey, counter, 1)
   local info = {'type', f[3], 'attempt', f[5], 'worker', f[2], 'reason', reason}
-  if deaths >= threshold then return bury(jobkey, id, f, deaths, reason, info) end
+  if count >= threshold then return bury(jobkey, id, f, count, reason, info) end
   redis.call('HSET', jobkey, 'status', 'queued')
   redis.call('RPUSH', ready_key(high, normal, low, f[4]), id)
   redis.call('ZREM', active, id)
