@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import pytest
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from conveyor import Conveyor
 from conveyor.scheduler.cron import Schedule, describe, tick_key
 from conveyor.scheduler.service import Scheduler
+from conveyor.supervise import is_transient
 
 S = 1000
 NOW = 1_800_000_000 * S  # an explicit clock: no test waits for wall-clock seconds
@@ -39,6 +41,15 @@ async def test_a_long_named_schedule_fires_on_every_tick(app: Conveyor) -> None:
     assert first != second
     info = [await app.get_job(i) for i in first + second]
     assert [j.meta["tick"] for j in info if j] == [NOW, NOW + S]
+
+    # The same through the cron loop's entry point, on two successive ticks.
+    await app.schedules.fire_due(NOW + 10 * S, GRACE)
+    await app.schedules.fire_due(NOW + 11 * S, GRACE)
+    submitted = [f for _, f in await app.redis.xrange(app.keys.queue("q").events)
+                 if f["event"] == "submitted"]
+    ticks = [orjson.loads(f["meta"])["tick"] for f in submitted]
+    assert len(ticks) == len(set(ticks))  # every tick its own job
+    assert ticks[-2:] == [NOW + 10 * S, NOW + 11 * S]
 
 
 async def test_one_broken_schedule_does_not_stop_the_others(
@@ -81,6 +92,9 @@ async def test_one_broken_schedule_does_not_stop_the_others(
                             args={"kind": "x"}))
     await book.fire_due(NOW + 3 * S, GRACE)
     assert set(await book.last_errors()) == {"gone", "corrupt"}
+    await app.redis.hdel(app.keys.glob.schedules, "corrupt")  # removed by hand
+    await book.fire_due(NOW + 4 * S, GRACE)
+    assert set(await book.last_errors()) == {"gone"}
 
 
 async def test_scheduler_fire_due_skips_broken_schedules(app: Conveyor) -> None:
@@ -108,8 +122,9 @@ async def test_transient_redis_errors_propagate_out_of_fire_due(app: Conveyor) -
     await book.fire_due(NOW, GRACE)  # warm: the queue and scripts exist
     await app.redis.config_set("maxmemory", "1")
     try:
-        with pytest.raises((OutOfMemoryError, ResponseError)):
+        with pytest.raises((OutOfMemoryError, ResponseError)) as raised:
             await book.fire_due(NOW + S, GRACE)
+        assert is_transient(raised.value)
     finally:
         await app.redis.config_set("maxmemory", "0")
     assert await book.last_errors() == {}

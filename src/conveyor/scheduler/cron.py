@@ -222,6 +222,9 @@ class ScheduleBook:
         errors = await self.last_errors()
         for name, error in broken.items():
             await self._failed(name, error, errors, now_ms)
+        gone = set(errors) - set(broken) - {s.name for s in schedules}
+        if gone:  # deleted behind the book's back
+            await self.app.redis.hdel(self._errors, *gone)
         next_tick = now_ms + 60_000
         for schedule in schedules:
             if not schedule.paused:
