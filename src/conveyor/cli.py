@@ -30,7 +30,7 @@ AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of y
 # Seconds a command keeps trying to reach Redis before it exits 1 (cli_support): a long-lived
 # process rides out a server that is still starting; once running it survives outages.
 # ``up`` brings its own server and ``api`` reports Redis on /readyz: no check.
-REDIS_WAIT: dict[str, float | None] = {"worker": 8.0, "scheduler": 8.0, "recorder": 8.0,
+REDIS_WAIT: dict[str, float | None] = {"worker": 6.0, "scheduler": 6.0, "recorder": 6.0,
                                       "up": None, "api": None}
 
 
