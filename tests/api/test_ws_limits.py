@@ -23,6 +23,7 @@ from conveyor.api.wsproto import (
     CLOSE_RATE_LIMITED,
     CLOSE_TRY_AGAIN,
 )
+from conveyor.embedded import RedisServer
 from tests.api.conftest import UNLIMITED, gateway_of, wait_for
 from tests.api.test_ws import closed_with, open_ws, recv, send, until
 
@@ -192,3 +193,15 @@ async def _next_of(sub: Subscriber, job: str) -> HubEvent:
         while (ev := await sub.queue.get()).job != job:
             pass
     return ev
+
+
+async def test_redis_down_during_a_subscribe_is_an_error_then_1013(
+    server: ApiServer, keys: dict[str, str], any_redis: RedisServer
+) -> None:
+    ws = await open_ws(server, keys["viewer"])
+    assert (await recv(ws))["type"] == "authenticated"
+    any_redis.kill()
+    await send(ws, {"type": "subscribe", "queues": ["new-queue"]})
+    error = await recv(ws)
+    assert error["type"] == "error" and error["code"] == "redis_unavailable", error
+    assert await closed_with(ws) == CLOSE_TRY_AGAIN

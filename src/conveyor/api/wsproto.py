@@ -223,12 +223,14 @@ class Session:
 
     async def _answer(self, text: str) -> None:
         """Handle one message. A refused request (403) leaves the connection open; a message
-        the protocol does not allow closes it (1008), Redis being down too (1013); both
-        after an error frame that says why."""
+        the protocol does not allow closes it (1008), Redis or the store being down too
+        (1013); each after an error frame that says why."""
         try:
             await self._handle(self._parse(text))
         except ApiError as exc:
             await self._send_error(exc)
+            if exc.status >= 500:  # the history store is down: nothing wrong with the message
+                raise _Closing(CLOSE_TRY_AGAIN, f"{exc.code}: retry later") from None
             if exc.status != 403:
                 raise _Closing(CLOSE_INVALID, f"{exc.code}: {exc.message}") from None
         except (RedisError, OSError) as exc:
