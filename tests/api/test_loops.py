@@ -189,8 +189,10 @@ async def test_metrics_show_the_loops_workers_publish(
                            "errors": 0, "restarts": 0, "last_error": ""}}
     await conveyor.redis.hset(glob.worker("w1"), mapping={
         "host": "h", "pid": 1, "loops": orjson.dumps(loops).decode()})
-    text = (await client.get("/metrics")).text
-    assert 'conveyor_worker_loop_stuck{loop="fetch",worker="w1"} 1.0' in text
-    assert 'conveyor_worker_loop_stuck{loop="heartbeat",worker="w1"} 0.0' in text
-    await conveyor.redis.hset(glob.worker("w1"), "loops", "not json")
-    assert "conveyor_worker_loop_stuck{" not in (await client.get("/metrics")).text
+    r = await client.get("/metrics")
+    assert r.status_code == 200
+    assert 'conveyor_worker_loop_stuck{loop="fetch",worker="w1"} 1.0' in r.text
+    assert 'conveyor_worker_loop_stuck{loop="heartbeat",worker="w1"} 0.0' in r.text
+    await conveyor.redis.zrem(glob.workers, "w1")  # gone: its series go too
+    r = await client.get("/metrics")
+    assert r.status_code == 200 and "conveyor_worker_loop_stuck{" not in r.text

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -134,33 +133,13 @@ class Metrics:
             self.paused.labels(q.name).set(int(q.paused))
             self.oldest.labels(q.name).set(q.oldest_waiting_seconds or 0.0)
         self.workers.set(sum(w.alive for w in workers))
-        await self._worker_loops(conveyor, [w.id for w in workers if w.alive])
+        self.worker_loop_stuck.clear()  # forget workers that are gone
+        for w in workers:
+            if w.alive:
+                for loop, health in w.loops.items():
+                    stuck = isinstance(health, dict) and bool(health.get("stuck"))
+                    self.worker_loop_stuck.labels(w.id, loop).set(int(stuck))
         return generate_latest(self.registry)
-
-    async def _worker_loops(self, conveyor: Conveyor, worker_ids: list[str]) -> None:
-        """``conveyor_worker_loop_stuck`` from the ``loops`` field workers publish in their
-        info hash (``{"fetch": {"stuck": false, ...}, ...}``)."""
-        self.worker_loop_stuck.clear()
-        if not worker_ids:
-            return
-        async with conveyor.redis.pipeline(transaction=False) as pipe:
-            for worker_id in worker_ids:
-                pipe.hget(conveyor.keys.glob.worker(worker_id), "loops")
-            published = await pipe.execute()
-        for worker_id, raw in zip(worker_ids, published, strict=True):
-            for loop, stuck in _stuck_loops(raw).items():
-                self.worker_loop_stuck.labels(worker_id, loop).set(int(stuck))
-
-
-def _stuck_loops(raw: str | None) -> dict[str, bool]:
-    """Loop name -> stuck, from a worker's published ``loops`` JSON (nothing if malformed)."""
-    try:
-        loops = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        return {}
-    if not isinstance(loops, dict):
-        return {}
-    return {str(name): bool(h.get("stuck")) for name, h in loops.items() if isinstance(h, dict)}
 
 
 class LoopCollector(Collector):
