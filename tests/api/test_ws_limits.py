@@ -110,7 +110,9 @@ async def test_a_flooding_client_is_closed_with_4029(
                     pongs += 1
     assert ws.close_code == CLOSE_RATE_LIMITED
     assert "messages a second" in (ws.close_reason or "")
-    assert pongs <= 60  # the burst (40) and what the rate refilled meanwhile
+    # The burst (40) and what the rate refilled while the server read them: on an idle
+    # machine about 41; the bound leaves room for a slow one, not for 10,000.
+    assert pongs < 200
     # Within the rate, a client is never cut off.
     calm = await open_ws(server, keys["viewer"])
     assert (await recv(calm))["type"] == "authenticated"
