@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import NoPermissionError
 
 from conveyor.broker.broker import Broker, Completion
 from conveyor.broker.keys import Keys
 from conveyor.embedded import RedisServer, free_port
 from conveyor.scheduler.recorder import Recorder
+from conveyor.settings import Settings
 from conveyor.store import Store
 from conveyor.store.mongo import MongoStore
 from conveyor.store.sqlite import SqliteStore
@@ -251,3 +253,23 @@ async def _retried(health: LoopHealth, n: int) -> bool:
 
 async def _recovered(health: LoopHealth) -> bool:
     return health.failing_since is None and health.state in ("idle", "ok")
+
+
+async def test_a_fault_that_is_no_outage_ends_run_for_the_supervisor(
+    store: Store, redis: Redis, keys: Keys, broker: Broker, settings: Settings,
+    redis_proc: RedisServer,
+) -> None:
+    """A denied command (an ACL without XREADGROUP) will not pass by waiting: ``run`` raises
+    it, for a supervisor to log, restart and, if it keeps failing, exit non-zero."""
+    await redis.acl_setuser("recorder", enabled=True, passwords=["+pw"], keys=["*"],
+                            commands=["+@all", "-xreadgroup"])
+    await submit(redis, broker, "q", 3)
+    denied = Redis.from_url(redis_proc.url.replace("redis://", "redis://recorder:pw@"),
+                            decode_responses=True)
+    recorder = Recorder(denied, keys, store, settings, "r1", block_ms=200,
+                        discover_seconds=0.1)
+    try:
+        with pytest.raises(NoPermissionError):
+            await asyncio.wait_for(recorder.run(), 10)
+    finally:
+        await denied.aclose()
