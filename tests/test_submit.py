@@ -35,6 +35,8 @@ CASES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("negative delay", {"args": GOOD, "delay": -1}, ValidationError, "delay"),
     ("nan delay", {"args": GOOD, "delay": float("nan")}, ValidationError, "delay"),
     ("naive run_at", {"args": GOOD, "run_at": datetime(2030, 1, 1)}, ValidationError, "run_at"),
+    ("run_at in the year 9999", {"args": GOOD, "run_at": "9999-01-01T00:00:00+00:00"},
+     ValidationError, "run_at"),
     ("delay and run_at", {"args": GOOD, "delay": 1, "run_at": "2030-01-01T00:00:00+00:00"},
      ValidationError, "delay"),
     ("NaN in args", {"args": {**GOOD, "ratio": float("nan")}}, NotJSON, "args.ratio"),

@@ -123,7 +123,7 @@ async def workers(app: Conveyor, heartbeat_ttl_ms: int | None = None) -> list[Wo
             processed=int(h.get("processed", 0)), failed=int(h.get("failed", 0)),
             stale=int(h.get("stale", 0)), current=serde.loads(h.get("current")) or [],
             alive=now_ms - beat <= ttl, stalls=int(h.get("stalls", 0)),
-            loops=serde.loads(h.get("loops")) or {},
+            loops=_loops(h.get("loops")),
         ))
     return out
 
@@ -138,7 +138,7 @@ async def schedulers(app: Conveyor) -> list[SchedulerInfo]:
         infos = await pipe.execute()
     return [SchedulerInfo(owner=owner, leading=h.get("leading") == "1",
                           token=int(h.get("token", 0)), published_ms=int(h.get("published", 0)),
-                          loops=serde.loads(h.get("loops")) or {})
+                          loops=_loops(h.get("loops")))
             for owner, h in zip(owners, infos, strict=True) if h]
 
 
@@ -153,3 +153,12 @@ async def dead_letters(
             pipe.hgetall(qk.job(job_id))
         hashes = await pipe.execute()
     return [JobInfo.from_hash(h) for h in hashes if h]
+
+
+def _loops(raw: str | None) -> dict[str, dict[str, Any]]:
+    """Loop health as a process published it; anything malformed reads as unknown."""
+    try:
+        value = serde.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -61,6 +62,9 @@ def check_run_at(value: object, field: str = "run_at") -> int:
         raise ValidationError(
             field, f"{field} has no timezone: pass an aware datetime, e.g. with tzinfo=UTC"
         )
+    if value.timestamp() - time.time() > MAX_DELAY_SECONDS:
+        raise ValidationError(field, f"{field} is more than 10 years ahead, like a delay over "
+                              f"{MAX_DELAY_SECONDS} s: pick an earlier time")
     return int(value.timestamp() * 1000)
 
 
