@@ -62,6 +62,38 @@ async def black_hole() -> AsyncIterator[int]:
     await server.wait_closed()
 
 
+@pytest.fixture
+async def answers_once() -> AsyncIterator[int]:
+    """A port whose first connection answers like Redis (PONG, OK) and whose later ones never
+    answer: a server that stalls after the command's check passed."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        if len(held) > 1:
+            return  # silent
+        while line := await reader.readline():
+            if not line.startswith(b"*"):
+                continue
+            words = [(await reader.readexactly(int((await reader.readline())[1:]) + 2))[:-2]
+                     for _ in range(int(line[1:]))]
+            writer.write(b"+PONG\r\n" if words[0].upper() == b"PING" else b"+OK\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1]
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_a_server_that_stalls_mid_command_ends_it_in_seconds(answers_once: int) -> None:
+    status, out, seconds = await conveyor(f"redis://127.0.0.1:{answers_once}/0", "status")
+    assert status == 1 and seconds < LIMIT, (status, seconds, out)
+    assert "Traceback" not in out and f"127.0.0.1:{answers_once}" in out, out
+
+
 async def check_every_command(url: str, endpoint: str) -> None:
     # Two waves, so that seven interpreters starting at once on a small machine do not eat
     # the time limit: the one-shot commands, then the long-running ones.

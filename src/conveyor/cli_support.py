@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from conveyor.app import Conveyor
-from conveyor.connect import make_redis
+from conveyor.connect import make_redis, set_client_defaults
 from conveyor.loader import AppNotFound, load_app
 from conveyor.supervise import describe, is_transient
 
@@ -35,6 +35,9 @@ err = Console(stderr=True)
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
 ATTEMPT_TIMEOUT = 3.0  # connect and read timeout of one check: a silent server fails too
+# The clients of a one-shot command: a server that goes silent mid-command fails it within
+# seconds (no command blocks longer than 5 s: ``JobHandle.result`` reads in 5 s slices).
+ONE_SHOT_CLIENT = {"socket_connect_timeout": 3.0, "socket_timeout": 8.0}
 _policy: dict[str, float | None] = {"wait": 0.0}  # see set_redis_wait
 _target: dict[str, str] = {}  # the Redis URL the command uses, for the message
 
@@ -76,6 +79,8 @@ def app_or_exit(spec: str | None) -> Conveyor:
     wait = _policy["wait"]
     if wait is not None:
         require_redis(app.settings.redis_url, wait)
+    if wait == 0.0:  # a one-shot command: its clients fail fast too
+        set_client_defaults(**ONE_SHOT_CLIENT, retry=Retry(NoBackoff(), 0))
     return app
 
 

@@ -13,6 +13,16 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 RETRYABLE = (ConnectionError, TimeoutError, BusyLoadingError)
+_client_defaults: dict[str, Any] = {}  # see set_client_defaults
+
+
+def set_client_defaults(**options: Any) -> None:
+    """Options every client made from now on starts from (``make_redis``'s keyword
+    overrides still win). The CLI's one-shot commands set short timeouts and no retries, so
+    a server that stops answering mid-command ends it in seconds, not minutes. A client for
+    blocking reads (``blocking_timeout``) keeps its own socket timeout."""
+    _client_defaults.clear()
+    _client_defaults.update(options)
 
 
 def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: Any) -> Redis:
@@ -37,6 +47,8 @@ def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: 
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
         "retry_on_error": list(RETRYABLE),
     }
+    options.update({k: v for k, v in _client_defaults.items()
+                    if not (k == "socket_timeout" and blocking_timeout is not None)})
     options.update(overrides)
     scheme, _, rest = url.partition("://")
     if scheme in ("redis+sentinel", "rediss+sentinel"):
