@@ -736,6 +736,47 @@ export interface components {
             /** Timeout */
             timeout?: number | null;
         };
+        /**
+         * LoopOut
+         * @description The health of one supervised loop (``conveyor.supervise.LoopHealth``).
+         */
+        LoopOut: {
+            /**
+             * Age
+             * @description Seconds since the loop last succeeded
+             */
+            age: number;
+            /**
+             * Errors
+             * @description Transient errors (Redis unavailable, error replies)
+             */
+            errors: number;
+            /**
+             * Last Error
+             * @default
+             */
+            last_error: string;
+            /**
+             * Needed
+             * @description A stuck needed loop makes the process not ready
+             */
+            needed: boolean;
+            /**
+             * Restarts
+             * @description Restarts after a crash
+             */
+            restarts: number;
+            /**
+             * State
+             * @description starting, ok, idle, backing off or restarting
+             */
+            state: string;
+            /**
+             * Stuck
+             * @description Running with no success for longer than it may
+             */
+            stuck: boolean;
+        };
         /** QueueOut */
         QueueOut: {
             /** Active */
@@ -769,6 +810,15 @@ export interface components {
         };
         /** Readiness */
         Readiness: {
+            /**
+             * Loops
+             * @description Every supervised loop of this process, by component and loop name
+             */
+            loops?: {
+                [key: string]: {
+                    [key: string]: components["schemas"]["LoopOut"];
+                };
+            };
             /** Redis */
             redis: string;
             /**
@@ -778,6 +828,11 @@ export interface components {
             status: "ready" | "unavailable";
             /** Store */
             store: string;
+            /**
+             * Stuck
+             * @description Needed loops of this process that are stuck (component.loop); any makes the process unavailable
+             */
+            stuck?: string[];
         };
         /**
          * StatsOut
@@ -911,6 +966,15 @@ export interface components {
             /** Id */
             id: string;
             /**
+             * Loops
+             * @default {}
+             */
+            loops: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /**
              * Pid
              * @default 0
              */
@@ -930,6 +994,11 @@ export interface components {
              * @default 0
              */
             stale: number;
+            /**
+             * Stalls
+             * @default 0
+             */
+            stalls: number;
             /**
              * Started Ms
              * @default 0
