@@ -51,6 +51,7 @@ bench: setup
 # The long fault-injection run (the CI tier runs inside make test).
 chaos: setup
 	$(BIN)/python -m chaos.run --jobs 100000 --kills 20
+	$(BIN)/python -m chaos.prodfaults
 
 fmt: setup
 	$(BIN)/ruff check --fix $(wildcard $(LINT_PATHS))
