@@ -142,11 +142,12 @@ class Recorder:
 
     async def run(self) -> None:
         """Record until ``stop()`` or cancellation. Redis or the store being down does not
-        end it: it logs, waits and tries again."""
+        end it: it logs, waits and tries again. A reader's fault that is no outage (a bug,
+        a denied command) ends it with that error, for a supervisor to restart it."""
         # If one of these fails (Redis down), housekeeping discovers and claims later; the
         # periodic XAUTOCLAIM also takes back this consumer's own pending entries.
         for step in (self._discover, self._drain_own_pending, self._claim_stale):
-            await _logged(step)
+            await self._logged(step)
         try:
             async with asyncio.TaskGroup() as tasks:
                 self._tasks = tasks
@@ -411,14 +412,26 @@ class Recorder:
         next_claim = time.monotonic() + claim_every
         next_retention = time.monotonic() + min(60.0, self.retention_seconds)
         while not await self._stopped_within(self.discover_seconds):
-            await _logged(self._discover)
+            await self._logged(self._discover)
             now = time.monotonic()
             if now >= next_claim:
-                await _logged(self._claim_stale)
+                await self._logged(self._claim_stale)
                 next_claim = now + claim_every
             if now >= next_retention:
-                await _logged(self._retention)
+                await self._logged(self._retention)
                 next_retention = now + self.retention_seconds
+
+    async def _logged(self, step: Callable[[], Awaitable[Any]]) -> None:
+        """Run one periodic step; a failure is logged (an outage once) and the next period
+        tries again: housekeeping faults, of Redis or the store, must not stop the readers."""
+        name = getattr(step, "__name__", "step").lstrip("_")
+        try:
+            await step()
+        except Exception as exc:
+            if is_transient(exc):
+                self._outage(f"running {name}", exc)
+            else:
+                log.exception("recorder step %s failed", name)
 
     async def _retention(self) -> None:
         purged = await self.store.apply_retention()
@@ -474,18 +487,6 @@ def _backoff(streak: int, cap: float) -> float:
     return 0.05 + random.uniform(0, min(cap, 0.1 * 2 ** min(streak, 16)))
 
 
-async def _logged(step: Callable[[], Awaitable[Any]]) -> None:
-    """Run one periodic step; a failure is logged and the next period tries again (these
-    steps are housekeeping: a store or Redis fault must not stop the readers)."""
-    name = getattr(step, "__name__", step)
-    try:
-        await step()
-    except Exception as exc:
-        if is_transient(exc):
-            log.warning("recorder step %s: Redis unavailable (%s); trying again later",
-                        name, describe(exc))
-        else:
-            log.exception("recorder step %s failed", name)
 
 
 def _entries(reply: Any) -> Iterable[Entry]:
