@@ -10,11 +10,14 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from conveyor.embedded import RedisServer, free_port
+from conveyor.store import Gap, open_store
 from tests.procs import ROOT
+from tests.store.helpers import ev
 
 SECRET = "hunter2"
 COMMANDS = [
@@ -29,10 +32,13 @@ COMMANDS = [
 LIMIT = 15.0  # seconds, per command
 
 
-async def conveyor(url: str, *args: str) -> tuple[int, str, float]:
+async def conveyor(
+    url: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, str, float]:
     """Run ``python -m conveyor ARGS`` against ``url``: (exit status, output, seconds)."""
     env = {**os.environ, "CONVEYOR_REDIS_URL": url, "PYTHONPATH": str(ROOT),
-           "CONVEYOR_STORE_URL": f"sqlite:///{tempfile.gettempdir()}/conveyor-cli-test/h.db"}
+           "CONVEYOR_STORE_URL": f"sqlite:///{tempfile.gettempdir()}/conveyor-cli-test/h.db",
+           "COLUMNS": "200", **(env or {})}
     start = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "conveyor", *args, env=env, cwd=ROOT,
@@ -125,3 +131,24 @@ async def test_status_works_and_bad_input_exits_2(any_redis: RedisServer) -> Non
     assert status == 0 and "Queues" in out, out
     status, out, _ = await conveyor(any_redis.url, "enqueue", "record", "--args", "{nope")
     assert status == 2 and "Traceback" not in out, out
+
+
+async def test_recover_lists_jobs_whose_history_has_a_gap_apart(
+    any_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A job the store holds as queued, Redis no longer has, and whose newest event is older
+    than a gap: `recover` holds it back unless --include-gaps."""
+    url = f"sqlite:///{tmp_path}/history.db"
+    store = await open_store(url)
+    try:
+        await store.apply([ev("j1", "submitted", 1, 5_000, queue="q", attempt=0)])
+        await store.record_gap(Gap(queue="q", after_id="0-0", end_id="9000-0", end_ms=9000,
+                                   lost=3, detected_ms=10_000))
+    finally:
+        await store.close()
+    env = {"CONVEYOR_STORE_URL": url}
+    status, out, _ = await conveyor(any_redis.url, "recover", "--apply", env=env)
+    assert status == 0 and "history has a gap" in out and "j1" in out, out
+    assert "Re-enqueued: 0 job(s)" in out, out
+    status, out, _ = await conveyor(any_redis.url, "recover", "--include-gaps", env=env)
+    assert status == 0 and "Would re-enqueue" in out and "1 job(s)" in out, out
