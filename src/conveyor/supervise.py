@@ -124,7 +124,7 @@ class Supervisor:
     around waits for work). When it raises, the supervisor backs off and calls it again.
     ``on_fatal`` replaces the default exit (tests use it)."""
 
-    registry: dict[str, Supervisor] = {}  # by component, for /metrics and /readyz
+    registry: dict[str, Supervisor] = {}  # by component (made unique), for /metrics, /readyz
 
     def __init__(
         self, component: str, *, max_restarts: int = 5, window: float = 60.0,
@@ -139,7 +139,12 @@ class Supervisor:
         self.on_fatal = on_fatal or _default_fatal
         self.loops: dict[str, LoopHealth] = {}
         self.tasks: list[asyncio.Task[None]] = []
-        Supervisor.registry[component] = self
+        # Unique per process: two workers in one process each keep their own entry.
+        self.key, n = component, 1
+        while self.key in Supervisor.registry:
+            n += 1
+            self.key = f"{component}#{n}"
+        Supervisor.registry[self.key] = self
 
     def spawn(
         self, name: str, body: Callable[[LoopHealth], Awaitable[None]], *,
@@ -213,8 +218,8 @@ class Supervisor:
                 task.cancel()
             await asyncio.wait(pending, timeout=0.5)
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if Supervisor.registry.get(self.component) is self:
-            del Supervisor.registry[self.component]
+        if Supervisor.registry.get(self.key) is self:
+            del Supervisor.registry[self.key]
 
 
 async def every(period: float, step: Callable[[], Awaitable[Any]], health: LoopHealth) -> None:
