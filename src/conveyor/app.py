@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -27,6 +27,7 @@ from conveyor.errors import (
 from conveyor.handle import JobHandle
 from conveyor.job import JobInfo, NewJob
 from conveyor.locks import Lock
+from conveyor.middleware import Middleware, Middlewares
 from conveyor.registry import JobType
 from conveyor.scheduler.cron import Schedule, ScheduleBook, parse_schedule
 from conveyor.settings import Settings
@@ -50,6 +51,7 @@ class Conveyor:
         store_url: str | None = None,
         prefix: str | None = None,
         settings: Settings | None = None,
+        middleware: Iterable[Middleware] = (),
         **overrides: Any,
     ) -> None:
         given = {"redis_url": redis_url, "store_url": store_url, "prefix": prefix, **overrides}
@@ -65,6 +67,11 @@ class Conveyor:
         self._sync: _SyncRunner | None = None
         self._code_schedules: dict[str, Schedule] = {}
         self._stores: dict[asyncio.AbstractEventLoop, Store] = {}
+        self.middleware = Middlewares(middleware)
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a ``conveyor.middleware.Middleware``: its hooks run after those added before."""
+        self.middleware.add(middleware)
 
     def configure(self, **overrides: Any) -> None:
         """Change settings before the app first connects (e.g. ``redis_url``)."""
@@ -80,6 +87,7 @@ class Conveyor:
         name: str | None = None,
         *,
         queue: str = "default",
+        queues: Iterable[str] = (),
         max_attempts: int | None = None,
         timeout: float | None = None,
         priority: str = "normal",
@@ -103,7 +111,10 @@ class Conveyor:
         of the argument ``limit_key`` when given); a job over a limit waits, uncounted.
 
         ``process=True`` runs a sync handler in a child process, which a timeout or a
-        cancellation kills (after SIGTERM and a grace period): for CPU-bound work."""
+        cancellation kills (after SIGTERM and a grace period): for CPU-bound work.
+
+        ``queues=["media-bulk"]`` declares more queues its jobs may be submitted to over HTTP
+        (the API refuses any other); workers started without ``--queues`` serve them too."""
 
         def register(func: F) -> F:
             job_name = name or func.__name__
@@ -113,6 +124,7 @@ class Conveyor:
                      "misfire": misfire})
             check_name("job type", job_name)
             check_name("queue", queue)
+            more = tuple(dict.fromkeys(check_name("queue", q) for q in queues if q != queue))
             submit.check_priority(priority)
             self.registry[job_name] = JobType.from_function(
                 job_name, func, queue=queue, priority=priority,
@@ -120,6 +132,7 @@ class Conveyor:
                 timeout=timeout or self.settings.timeout_seconds,
                 backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
                 rate=rate, concurrency=concurrency, limit_key=limit_key, process=process,
+                queues=more,
             )
             return func
 
@@ -216,7 +229,22 @@ class Conveyor:
         """
         jobs = [await self.prepare(spec, self._item_field(field_prefix, i))
                 for i, spec in enumerate(specs)]
+        if self.middleware:
+            return await self.middleware.enqueue(jobs, self.submit_prepared)
         return await self.submit_prepared(jobs)
+
+    async def submit_one(
+        self, job: NewJob, write: Callable[[NewJob], Awaitable[JobHandle]]
+    ) -> JobHandle:
+        """``write(job)`` (a prepared job) between the middleware's enqueue hooks, in the
+        caller's task: for writers that batch the jobs of many callers, like the API's."""
+        if not self.middleware:
+            return await write(job)
+
+        async def one(jobs: list[NewJob]) -> list[JobHandle]:
+            return [await write(jobs[0])]
+
+        return (await self.middleware.enqueue([job], one))[0]
 
     @staticmethod
     def _item_field(prefix: str, index: int) -> str:

@@ -30,7 +30,7 @@ class Submitter:
 
     async def submit(self, spec: Mapping[str, Any]) -> JobHandle:
         job = await self.conveyor.prepare(spec)
-        return await self.batcher.submit(job)
+        return await self.conveyor.submit_one(job, self.batcher.submit)  # middleware hooks
 
     async def _write(self, jobs: list[NewJob]) -> list[JobHandle | BaseException]:
         try:

@@ -45,6 +45,8 @@ class Outcome:
     error: dict[str, Any] | None = None
     retryable: bool = True
     retry_delay: float | None = None
+    value: Any = None  # the handler's return value, for middleware
+    exception: BaseException | None = None  # what failed, for middleware
 
 
 class HandlerTimeout(ConveyorError):
@@ -89,20 +91,23 @@ async def execute(
     """Run the job; every exception becomes an outcome. Cancellation propagates."""
     if jt is None:
         exc = LookupError(f"no handler for job type {job.type!r} on worker {worker_id}")
-        return Outcome(False, error=error_dict(exc, job, worker_id))
+        return Outcome(False, error=error_dict(exc, job, worker_id), exception=exc)
     try:
         value = await run_handler(jt, job, ctx, executor)
         serde.check_json(value, "result")
-        return Outcome(True, result_json=serde.dumps(value))
+        return Outcome(True, result_json=serde.dumps(value), value=value)
     except Retry as exc:
-        return Outcome(False, error=error_dict(exc, job, worker_id), retry_delay=exc.delay)
+        return Outcome(False, error=error_dict(exc, job, worker_id), retry_delay=exc.delay,
+                       exception=exc)
     except (NonRetryable, NotJSON) as exc:
-        return Outcome(False, error=error_dict(exc, job, worker_id), retryable=False)
+        return Outcome(False, error=error_dict(exc, job, worker_id), retryable=False,
+                       exception=exc)
     except ConveyorError as exc:
         retryable = not isinstance(exc, ValueError)  # bad arguments will not get better
-        return Outcome(False, error=error_dict(exc, job, worker_id), retryable=retryable)
+        return Outcome(False, error=error_dict(exc, job, worker_id), retryable=retryable,
+                       exception=exc)
     except Exception as exc:
-        return Outcome(False, error=error_dict(exc, job, worker_id))
+        return Outcome(False, error=error_dict(exc, job, worker_id), exception=exc)
 
 
 @dataclass
@@ -134,6 +139,8 @@ class JobRunner:
         self.stats = stats
         self.executor = executor
         self.running: dict[str, Running] = {}
+        self.middleware = app.middleware
+        self._middleware = app.middleware.items  # the same list: checked before any hook
 
     def start(self, job: ClaimedJob) -> None:
         """Run ``job`` in a task of its own; its slot was taken by the fetcher."""
@@ -178,8 +185,8 @@ class JobRunner:
         try:
             if not await self._admitted(job):
                 return
-            outcome = await execute(
-                self.app.registry.get(job.type), job, r.ctx, self.executor, self.worker_id)
+            outcome = await (self._process(r) if self._middleware else execute(
+                self.app.registry.get(job.type), job, r.ctx, self.executor, self.worker_id))
         except asyncio.CancelledError:
             await self._settle("settle a stopped job", job, lambda: self._after_stop(r))
             return
@@ -198,6 +205,24 @@ class JobRunner:
             self.acker.add(job.queue, Completion(job.id, job.attempt, outcome.result_json))
         else:
             await self._settle("record a failure", job, lambda: self.fail(job, outcome))
+
+    async def _process(self, r: Running) -> Outcome:
+        """``execute`` between the middleware's ``before_process`` and ``after_process``."""
+        job, ctx = r.job, r.ctx
+        await self.middleware.before_process(job, ctx)
+        try:
+            outcome = await execute(
+                self.app.registry.get(job.type), job, ctx, self.executor, self.worker_id)
+        except asyncio.CancelledError as exc:
+            stopped: BaseException = exc
+            if r.stop_reason == "timeout":
+                stopped = HandlerTimeout(f"timed out after {job.timeout:g}s")
+            elif r.stop_reason:
+                stopped = asyncio.CancelledError(r.stop_reason)
+            await self.middleware.after_process(job, ctx, None, stopped)
+            raise
+        await self.middleware.after_process(job, ctx, outcome.value, outcome.exception)
+        return outcome
 
     async def _settle(
         self, what: str, job: ClaimedJob, call: Callable[[], Awaitable[None]]
@@ -231,19 +256,31 @@ class JobRunner:
         if reason == "timeout":
             timeout = HandlerTimeout(f"timed out after {r.job.timeout:g}s")
             await self.fail(r.job, Outcome(False, error=error_dict(timeout, r.job,
-                                                                   self.worker_id)))
+                                                                   self.worker_id),
+                                           exception=timeout))
             return
         await self.app.broker.release(r.job, self.worker_id, "worker shutdown")
 
     async def fail(self, job: ClaimedJob, outcome: Outcome) -> None:
         self.stats.failed += 1
-        code, _ = await self.app.broker.fail(job, self.worker_id, outcome.error or {},
-                                             self._retry_delay_ms(job, outcome))
+        delay_ms = self._retry_delay_ms(job, outcome)
+        code, _ = await self.app.broker.fail(job, self.worker_id, outcome.error or {}, delay_ms)
         if code == Code.STALE_LEASE:
             self.stats.stale += 1
         elif code == FailOutcome.DEAD:
             log.warning("job %s (%s) is dead: %s", job.id, job.type,
                         (outcome.error or {}).get("message"))
+        if self._middleware:
+            await self._failed_hooks(job, outcome, code, delay_ms)
+
+    async def _failed_hooks(
+        self, job: ClaimedJob, outcome: Outcome, code: int, delay_ms: int
+    ) -> None:
+        error = outcome.exception or RuntimeError((outcome.error or {}).get("message", "failed"))
+        if code == FailOutcome.DEAD:
+            await self.middleware.on_dead(job, error)
+        elif code == FailOutcome.RETRYING:
+            await self.middleware.on_retry(job, error, delay_ms / 1000)
 
     def _retry_delay_ms(self, job: ClaimedJob, outcome: Outcome) -> int:
         if not outcome.retryable:

@@ -74,7 +74,8 @@ class Worker:
     ) -> None:
         self.app = app
         self.settings = app.settings
-        self.queues = queues or sorted({jt.queue for jt in app.registry.values()}) or ["default"]
+        self.queues = queues or sorted(
+            {q for jt in app.registry.values() for q in jt.all_queues}) or ["default"]
         self.concurrency = concurrency
         self.grace = self.settings.grace_seconds if grace is None else grace
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -105,6 +106,7 @@ class Worker:
         await self.app.broker.heartbeat(self.id, self.info(), 3_600_000)
         self.liveness.landed()
         self.liveness.start()
+        await self.app.middleware.on_worker_start(self)
         s, sup = self.settings, self.supervisor
         block = s.block_seconds + 10
         fetch_tasks = {q: sup.spawn(f"fetch:{q}", f.loop, stale_after=block)
@@ -155,6 +157,7 @@ class Worker:
         await self.liveness.stop()
         await self._sign_off()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.app.middleware.on_worker_stop(self)
         self.stopped_cleanly = True
         log.info("worker %s stopped: %s", self.id, self.stats)
 
