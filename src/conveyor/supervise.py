@@ -203,13 +203,15 @@ class Supervisor:
             self.on_fatal(health.name)
 
     def health(self) -> dict[str, dict[str, Any]]:
+        """Each loop's health. Safe from another thread (the heartbeat's): ``list()`` copies
+        the dict in one step under the GIL, so a loop spawned meanwhile cannot break it."""
         now = time.time()
-        return {name: h.as_dict(now) for name, h in self.loops.items()}
+        return {name: h.as_dict(now) for name, h in list(self.loops.items())}
 
     def stuck(self) -> list[str]:
         """Needed loops that are stuck: their process is not ready."""
         now = time.time()
-        return [h.name for h in self.loops.values() if h.needed and h.stuck(now)]
+        return [h.name for h in list(self.loops.values()) if h.needed and h.stuck(now)]
 
     async def stop(self) -> None:
         """Cancel every loop and wait until each has ended."""
