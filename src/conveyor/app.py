@@ -87,7 +87,6 @@ class Conveyor:
         name: str | None = None,
         *,
         queue: str = "default",
-        queues: Iterable[str] = (),
         max_attempts: int | None = None,
         timeout: float | None = None,
         priority: str = "normal",
@@ -111,10 +110,7 @@ class Conveyor:
         of the argument ``limit_key`` when given); a job over a limit waits, uncounted.
 
         ``process=True`` runs a sync handler in a child process, which a timeout or a
-        cancellation kills (after SIGTERM and a grace period): for CPU-bound work.
-
-        ``queues=["media-bulk"]`` declares more queues its jobs may be submitted to over HTTP
-        (the API refuses any other); workers started without ``--queues`` serve them too."""
+        cancellation kills (after SIGTERM and a grace period): for CPU-bound work."""
 
         def register(func: F) -> F:
             job_name = name or func.__name__
@@ -124,7 +120,6 @@ class Conveyor:
                      "misfire": misfire})
             check_name("job type", job_name)
             check_name("queue", queue)
-            more = tuple(dict.fromkeys(check_name("queue", q) for q in queues if q != queue))
             submit.check_priority(priority)
             self.registry[job_name] = JobType.from_function(
                 job_name, func, queue=queue, priority=priority,
@@ -132,7 +127,6 @@ class Conveyor:
                 timeout=timeout or self.settings.timeout_seconds,
                 backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
                 rate=rate, concurrency=concurrency, limit_key=limit_key, process=process,
-                queues=more,
             )
             return func
 
