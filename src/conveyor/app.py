@@ -4,6 +4,7 @@ jobs. Everything else (worker, scheduler, API, CLI) goes through it."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -28,7 +29,7 @@ from conveyor.handle import JobHandle
 from conveyor.job import JobInfo, NewJob
 from conveyor.locks import Lock
 from conveyor.middleware import Middleware, Middlewares
-from conveyor.registry import JobType
+from conveyor.registry import JobType, unknown_option
 from conveyor.scheduler.cron import Schedule, ScheduleBook, parse_schedule
 from conveyor.settings import Settings
 from conveyor.store.base import Store
@@ -87,6 +88,7 @@ class Conveyor:
         name: str | None = None,
         *,
         queue: str = "default",
+        queues: Iterable[str] = (),
         max_attempts: int | None = None,
         timeout: float | None = None,
         priority: str = "normal",
@@ -110,7 +112,13 @@ class Conveyor:
         of the argument ``limit_key`` when given); a job over a limit waits, uncounted.
 
         ``process=True`` runs a sync handler in a child process, which a timeout or a
-        cancellation kills (after SIGTERM and a grace period): for CPU-bound work."""
+        cancellation kills (after SIGTERM and a grace period): for CPU-bound work.
+
+        ``queues=["media-bulk"]`` declares more queues its jobs may be submitted to over HTTP
+        (the API refuses any other); workers started without ``--queues`` serve them too."""
+
+        if extra:
+            raise unknown_option(sorted(extra)[0], self._job_options())
 
         def register(func: F) -> F:
             job_name = name or func.__name__
@@ -120,17 +128,23 @@ class Conveyor:
                      "misfire": misfire})
             check_name("job type", job_name)
             check_name("queue", queue)
+            more = tuple(dict.fromkeys(check_name("queue", q) for q in queues if q != queue))
             submit.check_priority(priority)
             self.registry[job_name] = JobType.from_function(
                 job_name, func, queue=queue, priority=priority,
                 max_attempts=submit.check_attempts(max_attempts or self.settings.max_attempts),
                 timeout=timeout or self.settings.timeout_seconds,
-                backoff_base=backoff_base, backoff_cap=backoff_cap, extra=extra,
+                backoff_base=backoff_base, backoff_cap=backoff_cap,
                 rate=rate, concurrency=concurrency, limit_key=limit_key, process=process,
+                queues=more,
             )
             return func
 
         return register
+
+    def _job_options(self) -> list[str]:
+        params = inspect.signature(self.job).parameters.values()
+        return [p.name for p in params if p.kind is not p.VAR_KEYWORD]
 
     # -- connections -------------------------------------------------------------------------
 

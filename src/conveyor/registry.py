@@ -3,6 +3,7 @@ signature (strict: ``"5"`` is not an int), published to Redis as a JSON-schema c
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -112,6 +113,15 @@ def _interval_ms(job: str, rate: str) -> int:
     if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
         raise ValueError(f"job {job!r}: rate {rate!r} must look like 100/s, 100/m or 100/h")
     return max(1, RATE_UNITS[unit] // int(count))
+
+
+def unknown_option(name: str, valid: list[str]) -> TypeError:
+    """The error for an option ``@app.job(...)`` does not know, naming the closest valid one
+    (a typo like ``max_atempts=1`` must not silently fall back to the default)."""
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return TypeError(f"@app.job() got an unknown option {name!r}: {hint}"
+                     f"(valid options: {', '.join(valid)})")
 
 
 def arguments_error(exc: pydantic.ValidationError, prefix: str, name: str) -> ValidationError:
