@@ -31,7 +31,7 @@ from conveyor.locks import Lock
 from conveyor.middleware import Middleware, Middlewares
 from conveyor.registry import JobType, unknown_option
 from conveyor.scheduler.cron import Schedule, ScheduleBook, parse_schedule
-from conveyor.settings import Settings
+from conveyor.settings import Settings, announce_up_url, up_redis_url
 from conveyor.store.base import Store
 from conveyor.worker.context import Context
 
@@ -43,7 +43,11 @@ LOCATE_CACHE = 50_000
 class Conveyor:
     """The app: job registry, Redis connections (one per event loop), submission and control.
 
-    ``Conveyor()`` reads ``CONVEYOR_*`` settings; keyword arguments override them.
+    ``Conveyor()`` reads ``CONVEYOR_*`` settings; keyword arguments override them. Redis is
+    ``redis_url`` if given, else ``CONVEYOR_REDIS_URL``, else the server a ``conveyor up``
+    runs in the working folder (its ``.conveyor/redis.url``, logged), else the default.
+    ``async with Conveyor() as app:`` closes its connections at the end (``await
+    app.close()`` does the same).
     """
 
     def __init__(
@@ -55,11 +59,15 @@ class Conveyor:
         middleware: Iterable[Middleware] = (),
         **overrides: Any,
     ) -> None:
+        self.redis_url_given = redis_url is not None or settings is not None
+        if not self.redis_url_given:
+            redis_url = up_redis_url()  # None unless `conveyor up` runs in this folder
+            if redis_url:
+                announce_up_url(redis_url)
         given = {"redis_url": redis_url, "store_url": store_url, "prefix": prefix, **overrides}
         base = settings or Settings()
         self.settings = base.model_copy(update={k: v for k, v in given.items() if v is not None})
         self.keys = Keys(self.settings.prefix)
-        self.redis_url_given = redis_url is not None or settings is not None
         self.registry: dict[str, JobType] = {}
         self._conns: dict[asyncio.AbstractEventLoop, tuple[Redis, Broker]] = {}
         self._located: OrderedDict[str, str] = OrderedDict()

@@ -11,7 +11,6 @@ message naming the URL (password hidden) and the fix, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -24,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from conveyor.app import Conveyor
-from conveyor.connect import make_redis, set_client_defaults
+from conveyor.connect import make_redis, redact, set_client_defaults
 from conveyor.loader import AppNotFound, load_app
 from conveyor.supervise import describe, is_transient
 
@@ -123,9 +122,3 @@ def unreachable(url: str, exc: BaseException) -> typer.Exit:
     err.print("Start Redis (or `conveyor up`), or set CONVEYOR_REDIS_URL to where it runs.",
               soft_wrap=True)
     return typer.Exit(EXIT_RUNTIME)
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (in the user part or a ``password=`` parameter)."""
-    url = re.sub(r"(//[^/@]*?:)[^/@]+@", r"\1***@", url)
-    return re.sub(r"(password=)[^&]*", r"\1***", url)

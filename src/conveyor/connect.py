@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote
 
@@ -23,6 +24,12 @@ def set_client_defaults(**options: Any) -> None:
     blocking reads (``blocking_timeout``) keeps its own socket timeout."""
     _client_defaults.clear()
     _client_defaults.update(options)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (in the user part or a ``password=`` parameter)."""
+    url = re.sub(r"(//[^/@]*?:)[^/@]+@", r"\1***@", url)
+    return re.sub(r"(password=)[^&]*", r"\1***", url)
 
 
 def make_redis(url: str, *, blocking_timeout: float | None = None, **overrides: Any) -> Redis:

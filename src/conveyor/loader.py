@@ -5,12 +5,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from pathlib import Path
 
 from conveyor.app import Conveyor
+from conveyor.settings import STATE_DIR, URL_FILE, announce_up_url, up_redis_url
 
-STATE_DIR = Path(".conveyor")
-URL_FILE = STATE_DIR / "redis.url"
+__all__ = ["STATE_DIR", "URL_FILE", "AppNotFound", "load_app"]
 
 
 class AppNotFound(Exception):
@@ -34,7 +33,10 @@ def load_app(spec: str | None) -> Conveyor:
         if not isinstance(found, Conveyor):
             raise AppNotFound(f"{spec!r} is not a Conveyor app (found {type(found).__name__})")
         app = found
-    from_up = "CONVEYOR_REDIS_URL" not in os.environ and URL_FILE.exists()
-    if from_up and not app.redis_url_given and not app._conns:
-        app.configure(redis_url=URL_FILE.read_text().strip())
+    if not app.redis_url_given and not app._conns:
+        # The app was made before `conveyor up` wrote the file, or in another folder.
+        url = up_redis_url()
+        if url and url != app.settings.redis_url:
+            app.configure(redis_url=url)
+            announce_up_url(url)
     return app

@@ -3,6 +3,10 @@ CLI flags override it. Docs, CLI and environment use the same names."""
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -71,3 +75,30 @@ class Settings(BaseSettings):
         7.0, gt=0,
         description="How long dead jobs (and their dead-letter entries) stay in Redis",
     )
+
+
+# Where ``conveyor up`` keeps its state, relative to the working folder it runs in.
+STATE_DIR = Path(".conveyor")
+URL_FILE = STATE_DIR / "redis.url"  # the whole URL of the server it started (password too)
+
+
+def up_redis_url() -> str | None:
+    """The URL ``conveyor up`` wrote in the working folder, unless ``CONVEYOR_REDIS_URL`` is
+    set (it always wins); None when there is none. The one place that reads the file: the
+    library's ``Conveyor()`` and every CLI command find the same server."""
+    if "CONVEYOR_REDIS_URL" in os.environ:
+        return None
+    try:
+        url = URL_FILE.read_text().strip()
+    except OSError:  # no file (or no folder): no `conveyor up` here
+        return None
+    return url or None
+
+
+def announce_up_url(url: str) -> None:
+    """The one log line that says the Redis URL came from ``conveyor up``'s file."""
+    from conveyor.connect import redact
+
+    logging.getLogger("conveyor").info(
+        "Redis: %s, from %s (written by `conveyor up`; CONVEYOR_REDIS_URL overrides it)",
+        redact(url), URL_FILE.resolve())
