@@ -37,6 +37,7 @@ class JobType:
     extra: dict[str, Any] = field(default_factory=dict)
     limits: Limits | None = None
     in_process: bool = False  # run in a child process that timeouts and cancels can kill
+    queues: tuple[str, ...] = ()  # more queues submissions may name, besides ``queue``
 
     @classmethod
     def from_function(
@@ -62,8 +63,13 @@ class JobType:
         return {
             "name": self.name, "queue": self.queue, "max_attempts": self.max_attempts,
             "timeout": self.timeout, "priority": self.priority, "schema": self.schema(),
-            "doc": inspect.getdoc(self.func) or "",
+            "doc": inspect.getdoc(self.func) or "", "queues": list(self.all_queues),
         }
+
+    @property
+    def all_queues(self) -> tuple[str, ...]:
+        """The queues this type's jobs may go to: its own first, then the declared ones."""
+        return (self.queue, *self.queues)
 
     def validate_json(self, args_json: str | bytes, field_prefix: str = "args") -> BaseModel:
         """Validate JSON arguments; raise ``InvalidArguments`` naming the first bad field."""

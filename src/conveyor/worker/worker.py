@@ -74,7 +74,8 @@ class Worker:
     ) -> None:
         self.app = app
         self.settings = app.settings
-        self.queues = queues or sorted({jt.queue for jt in app.registry.values()}) or ["default"]
+        self.queues = queues or sorted(
+            {q for jt in app.registry.values() for q in jt.all_queues}) or ["default"]
         self.concurrency = concurrency
         self.grace = self.settings.grace_seconds if grace is None else grace
         self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
