@@ -27,6 +27,7 @@ or holds back a job. With no middleware registered, the worker's only cost is on
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -203,3 +204,45 @@ def job_meta(job: ClaimedJob | NewJob) -> dict[str, Any]:
 def _name(hook: Hook) -> str:
     owner = getattr(hook, "__self__", None)
     return f"{type(owner).__name__}.{hook.__name__}" if owner else repr(hook)
+
+
+Capture = Callable[[BaseException, dict[str, str], dict[str, Any]], object]
+
+
+class ErrorReporter(Middleware):
+    """Sends job failures to an error tracker through ``capture(error, tags, context)``: the
+    exception (with its traceback), tags to search by (``conveyor.queue``,
+    ``conveyor.job_type``, ``conveyor.attempt``) and the job's context (id, attempts, worker).
+
+    By default it reports a job once, when it dies (its last attempt failed, or it could not
+    be retried); ``every_attempt=True`` reports each failed attempt instead. An attempt
+    stopped by a shutdown or a lost lease is no failure and is not reported. With Sentry:
+
+        ErrorReporter(lambda error, tags, context: sentry_sdk.capture_exception(
+            error, tags=tags, contexts={"conveyor": context}))
+    """
+
+    def __init__(self, capture: Capture, *, every_attempt: bool = False) -> None:
+        self.capture = capture
+        self.every_attempt = every_attempt
+
+    def after_process(
+        self, job: ClaimedJob, ctx: Context, result: Any, error: BaseException | None
+    ) -> None:
+        # A CancelledError is a shutdown, a cancel request or a lost lease: no failure.
+        if self.every_attempt and error is not None and not isinstance(
+                error, asyncio.CancelledError):
+            self._send(job, error, ctx.worker_id)
+
+    def on_dead(self, job: ClaimedJob, error: BaseException) -> None:
+        if not self.every_attempt:
+            self._send(job, error, None)
+
+    def _send(self, job: ClaimedJob, error: BaseException, worker_id: str | None) -> None:
+        tags = {"conveyor.queue": job.queue, "conveyor.job_type": job.type,
+                "conveyor.attempt": str(job.attempt)}
+        context: dict[str, Any] = {"job_id": job.id, "attempt": job.attempt,
+                                   "max_attempts": job.max_attempts, "priority": job.priority}
+        if worker_id is not None:
+            context["worker"] = worker_id
+        self.capture(error, tags, context)
