@@ -35,7 +35,7 @@ UNLIMITED = ApiSettings(rate_limit="unlimited", anonymous_rate_limit="unlimited"
 def make_conveyor(url: str) -> Conveyor:
     app = Conveyor(redis_url=url, **FAST)
 
-    @app.job(queue="media", max_attempts=3)
+    @app.job(queue="media", queues=["media-bulk"], max_attempts=3)
     async def resize(image_id: str, width: int, ratio: float = 1.0) -> dict[str, Any]:
         """Pretends to resize an image."""
         return {"image_id": image_id, "width": int(width * ratio)}

@@ -35,12 +35,12 @@ async def test_submit_returns_201_with_id_status_and_location(client: httpx.Asyn
 
 
 async def test_submit_with_options(client: httpx.AsyncClient) -> None:
-    r = await client.post("/api/jobs", json={**RESIZE, "queue": "other", "delay": 30,
+    r = await client.post("/api/jobs", json={**RESIZE, "queue": "media-bulk", "delay": 30,
                                              "max_attempts": 7, "timeout": 5.5,
                                              "meta": {"tag": "x"}})
     assert r.status_code == 201 and r.json()["status"] == "delayed"
     job = (await client.get(f"/api/jobs/{r.json()['id']}")).json()
-    assert job["queue"] == "other" and job["max_attempts"] == 7 and job["meta"]["tag"] == "x"
+    assert job["queue"] == "media-bulk" and job["max_attempts"] == 7 and job["meta"]["tag"] == "x"
     in_five_years = f"{datetime.now(UTC).year + 5}-01-01T00:00:00Z"  # ten at most
     r = await client.post("/api/jobs", json={**RESIZE, "run_at": in_five_years})
     assert r.status_code == 201 and r.json()["status"] == "delayed"

@@ -21,7 +21,7 @@ NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 JobId = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Priority = Literal["high", "normal", "low"]
-RESERVED_META = ("api_key_id", "idempotency_key")
+RESERVED_META = ("api_key_id", "idempotency_key", "tenant")
 STRICT = ConfigDict(strict=True, extra="forbid")
 
 RESIZE_EXAMPLE: dict[str, JsonValue] = {"type": "resize", "args": {"image_id": "a1", "width": 640},
@@ -49,8 +49,8 @@ class JobSubmission(BaseModel):
     timeout: float | None = Field(
         None, gt=0, le=MAX_TIMEOUT_SECONDS, description="Seconds an attempt may run")
     meta: dict[str, Any] | None = Field(
-        None, description="Free-form JSON kept with the job (api_key_id and idempotency_key "
-        "are reserved)")
+        None, description="Free-form JSON kept with the job (api_key_id, idempotency_key "
+        "and tenant are reserved)")
 
 
 class BulkJob(JobSubmission):
@@ -222,6 +222,8 @@ class JobTypeOut(BaseModel):
     max_attempts: int | None = None
     timeout: float | None = None
     doc: str = ""
+    queues: list[str] = Field(default_factory=list, description="The queues a submission may "
+                              "name: the type's own first, then those declared for it")
     args_schema: dict[str, Any] = Field(default_factory=dict,
                                         description="JSON schema of the arguments")
 
@@ -229,11 +231,22 @@ class JobTypeOut(BaseModel):
     def from_entry(cls, name: str, entry: Any) -> JobTypeOut:
         e = entry if isinstance(entry, dict) else {}
         schema = e.get("schema")
-        return cls(name=name, queue=str(e.get("queue") or "default"),
+        queue = str(e.get("queue") or "default")
+        return cls(name=name, queue=queue, queues=allowed_queues(e),
                    priority=str(e.get("priority") or "normal"),
                    max_attempts=_int_or_none(e.get("max_attempts")),
                    timeout=_float_or_none(e.get("timeout")), doc=str(e.get("doc") or ""),
                    args_schema=schema if isinstance(schema, dict) else {})
+
+
+def allowed_queues(entry: Any) -> list[str]:
+    """The queues a catalog entry allows: its ``queues`` (workers since declared queues
+    publish it), else its one ``queue``."""
+    e = entry if isinstance(entry, dict) else {}
+    queues = e.get("queues")
+    if isinstance(queues, list) and queues and all(isinstance(q, str) for q in queues):
+        return list(queues)
+    return [str(e.get("queue") or "default")]
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from conveyor import inspect as live
+from conveyor.api import tenancy
 from conveyor.api.errors import ApiError
 from conveyor.api.models import (
     RESERVED_META,
@@ -23,6 +24,7 @@ from conveyor.api.models import (
     QueueOut,
     Readiness,
     Throughput,
+    allowed_queues,
 )
 from conveyor.broker.keys import NAME_RE
 from conveyor.store.base import JobPage, JobQuery, decode_cursor
@@ -32,6 +34,7 @@ from conveyor.supervise import Supervisor
 if TYPE_CHECKING:
     from conveyor.api.auth import Principal
     from conveyor.api.gateway import Gateway
+    from conveyor.api.tenancy import Scope
     from conveyor.handle import JobHandle
     from conveyor.store.base import Store, StoredJob
 
@@ -76,14 +79,18 @@ async def store_call(store: Store, call: Awaitable[T], field: str | None = None)
 
 # -- submission --------------------------------------------------------------------------------
 
-def submission_spec(item: JobSubmission, principal: Principal, field: str = "") -> dict[str, Any]:
-    """The library's submission mapping for one validated item, owned by ``principal``."""
+def submission_spec(
+    item: JobSubmission, principal: Principal, field: str = "", *,
+    idempotency_key: str | None = None, scope: Scope = "key",
+) -> dict[str, Any]:
+    """The library's submission mapping for one validated item, owned by ``principal``; its
+    idempotency key (the header's, or a bulk item's) scoped to the caller."""
     meta = dict(item.meta or {})
     for reserved in RESERVED_META:
         if reserved in meta:
             raise ApiError(422, "reserved_field", f"{field}meta.{reserved} is set by the API",
                            f"{field}meta.{reserved}")
-    meta["api_key_id"] = principal.id
+    tenancy.stamp(principal, meta)
     check_run_at(item.run_at, f"{field}run_at")
     spec: dict[str, Any] = {"type": item.type, "args": item.args, "meta": meta}
     for name in ("queue", "priority", "delay", "run_at", "max_attempts", "timeout"):
@@ -91,8 +98,31 @@ def submission_spec(item: JobSubmission, principal: Principal, field: str = "") 
         if value is not None:
             spec[name] = value
     if isinstance(item, BulkJob) and item.idempotency_key is not None:
-        spec["idempotency_key"] = item.idempotency_key
+        idempotency_key = item.idempotency_key
+    if idempotency_key is not None:
+        spec["idempotency_key"] = tenancy.scoped_key(principal, idempotency_key, scope)
     return spec
+
+
+async def check_queue(gateway: Gateway, item: JobSubmission, field: str = "") -> None:
+    """A submission may name only its job type's queue or one declared for the type
+    (``@app.job(queues=[...])``): 422 ``queue_not_allowed`` listing them. An unknown type is
+    left to the library, which names it."""
+    if item.queue is None:
+        return
+    conveyor = gateway.conveyor
+    local = conveyor.registry.get(item.type)
+    if local is not None:
+        allowed = list(local.all_queues)
+    else:
+        entry = await conveyor.catalog_entry(item.type)
+        if entry is None:
+            return
+        allowed = allowed_queues(entry)
+    if item.queue not in allowed:
+        raise ApiError(422, "queue_not_allowed", f"{field}queue {item.queue!r} is not declared "
+                       f"for job type {item.type!r}: use one of {', '.join(allowed)} (or omit "
+                       f"queue for {allowed[0]})", f"{field}queue")
 
 
 def check_run_at(run_at: str | None, field: str) -> None:
@@ -128,13 +158,20 @@ def check_bulk(jobs: list[BulkJob], cap: int) -> None:
         seen[key] = i
 
 
-async def submitted(gateway: Gateway, handle: JobHandle) -> dict[str, Any]:
+async def submitted(
+    gateway: Gateway, handle: JobHandle, principal: Principal, field: str = ""
+) -> dict[str, Any]:
     """The ``SubmittedJob`` answer for one handle (a plain dict: bulk answers hold thousands);
-    for an existing job returned by an idempotency key, its current status."""
+    for an existing job returned by an idempotency key, its current status. An existing job
+    the caller may not read is never named (a 409 instead)."""
     status = handle.status
     if not handle.created:
         job = await find_job(gateway, handle.id, with_history=False)
-        status = job.status.value if job else "unknown"
+        if job is None or not owns(principal, job):
+            raise ApiError(409, "idempotency_conflict", f"the {field or 'Idempotency-Key'} "
+                           "is taken in this scope by a job this key may not read: use "
+                           "another key", field or "header.Idempotency-Key")
+        status = job.status.value
     return {"id": handle.id, "status": status, "queue": handle.queue, "created": handle.created}
 
 
@@ -158,15 +195,14 @@ async def _stored(gateway: Gateway, job_id: str) -> StoredJob | None:
 
 
 def owns(principal: Principal, job: JobOut) -> bool:
-    return principal.reads_all or job.meta.get("api_key_id") == principal.id
+    return tenancy.owns(principal, job.meta)
 
 
 async def search(store: Store, principal: Principal, query: dict[str, Any]) -> JobPage:
     """A page of the history; a producer sees only the jobs its key submitted."""
     check_text(query.get("text"))
     check_cursor(query.get("cursor"))
-    if not principal.reads_all:
-        query = {**query, "api_key_id": principal.id}
+    query = {**query, **tenancy.search_filter(principal)}
     return await store_call(store, store.search(JobQuery(**query)), "query.cursor")
 
 
@@ -224,10 +260,10 @@ async def known_queue(gateway: Gateway, queue: str) -> str:
     if queue in await gateway.conveyor.queues():
         return queue
     catalog = await gateway.conveyor.catalog()
-    if any(isinstance(e, dict) and e.get("queue") == queue for e in catalog.values()):
+    if any(queue in allowed_queues(e) for e in catalog.values()):
         return queue
     raise ApiError(404, "queue_not_found", f"queue {queue!r} is unknown: no job was ever "
-                   "submitted to it and no job type uses it")
+                   "submitted to it and no job type uses or declares it")
 
 
 # -- probes ------------------------------------------------------------------------------------

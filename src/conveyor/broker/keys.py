@@ -53,11 +53,12 @@ PRIORITIES = ("high", "normal", "low")
 
 def check_name(kind: str, value: object) -> str:
     """Return ``value`` if it is a valid queue/tenant/key name, else raise ``InvalidName``."""
-    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value) or value in (".", ".."):
         raise InvalidName(
             kind,
             f"{kind} {value!r} is not a valid name: use 1 to 64 characters from "
-            "A-Z a-z 0-9 _ . - (braces would move the key to another Cluster slot)",
+            "A-Z a-z 0-9 _ . -, not '.' or '..' (braces would move the key to another Cluster "
+            "slot; dots alone name paths)",
         )
     return value
 

@@ -54,11 +54,12 @@ def _json(content: dict[str, Any], status: int) -> Response:
     openapi_extra=body_openapi(JobSubmission, headers=[IDEMPOTENCY_HEADER]),
 )
 async def submit(sub: OneJob) -> Response:
-    spec = views.submission_spec(sub.body, sub.call.principal)
-    if sub.idempotency_key is not None:
-        spec["idempotency_key"] = sub.idempotency_key
-    handle = await sub.call.gateway.submitter.submit(spec)
-    answer = await views.submitted(sub.call.gateway, handle)
+    gateway, principal = sub.call.gateway, sub.call.principal
+    await views.check_queue(gateway, sub.body)
+    spec = views.submission_spec(sub.body, principal, idempotency_key=sub.idempotency_key,
+                                 scope=gateway.settings.idempotency_scope)
+    handle = await gateway.submitter.submit(spec)
+    answer = await views.submitted(gateway, handle, principal)
     response = _json(answer, 201 if handle.created else 200)
     response.headers["Location"] = f"/api/jobs/{handle.id}"
     return response
@@ -71,12 +72,16 @@ async def submit(sub: OneJob) -> Response:
     responses=SUBMIT_ERRORS, openapi_extra=body_openapi(BulkSubmission),
 )
 async def submit_bulk(sub: ManyJobs) -> Response:
-    gateway = sub.call.gateway
+    gateway, principal = sub.call.gateway, sub.call.principal
     views.check_bulk(sub.body.jobs, gateway.settings.bulk_max)
-    specs = [views.submission_spec(job, sub.call.principal, f"jobs[{i}].")
+    for i, job in enumerate(sub.body.jobs):
+        await views.check_queue(gateway, job, f"jobs[{i}].")
+    specs = [views.submission_spec(job, principal, f"jobs[{i}].",
+                                   scope=gateway.settings.idempotency_scope)
              for i, job in enumerate(sub.body.jobs)]
     handles = await gateway.conveyor.enqueue_many(specs)
-    answers = [await views.submitted(gateway, h) for h in handles]
+    answers = [await views.submitted(gateway, h, principal, f"jobs[{i}].idempotency_key")
+               for i, h in enumerate(handles)]
     return _json({"jobs": answers}, 201)
 
 
