@@ -4,6 +4,8 @@ names anywhere; /metrics does not grow with invented names. Real Redis, the real
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -12,7 +14,7 @@ from conveyor.embedded import RedisServer
 from conveyor.errors import InvalidName
 from tests.conftest import FAST
 
-RESIZE = {"type": "resize", "args": {"image_id": "a", "width": 640}}
+RESIZE: dict[str, Any] = {"type": "resize", "args": {"image_id": "a", "width": 640}}
 
 
 async def test_own_and_declared_queues_are_accepted(client: httpx.AsyncClient) -> None:

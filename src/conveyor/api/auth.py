@@ -27,6 +27,7 @@ import orjson
 from pydantic import BaseModel
 
 from conveyor.api.ratelimit import Rate, parse_rate
+from conveyor.broker.keys import check_name
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -50,15 +51,18 @@ class KeyRecord(BaseModel):
     rate: str | None = None
     created_ms: int = 0
     sha256: str = ""
+    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the key's id, role and rate limit (None: the default applies)."""
+    """Who is calling: the key's id, role, rate limit (None: the default applies) and tenant
+    (None: the key is a tenant of its own)."""
 
     id: str
     role: Role
     rate: str | None = None
+    tenant: str | None = None
 
     @property
     def reads_all(self) -> bool:
@@ -102,14 +106,19 @@ class ApiKeys:
         return self.conveyor.keys.glob.api_keys
 
     async def create(
-        self, role: Role | str, name: str = "", rate: str | None = None
+        self, role: Role | str, name: str = "", rate: str | None = None,
+        tenant: str | None = None,
     ) -> tuple[str, KeyRecord]:
-        """A new key (returned once, never stored) and its record."""
+        """A new key (returned once, never stored) and its record. Producer keys of one
+        ``tenant`` read each other's jobs (and may share idempotency keys)."""
         if rate is not None:
             parse_rate(rate)  # refuse a limit that would not parse at request time
+        if tenant is not None:
+            check_name("tenant", tenant)
         key_id, key = new_key()
         record = KeyRecord(id=key_id, role=Role(role), name=name, rate=rate,
-                           created_ms=int(time.time() * 1000), sha256=digest(key))
+                           created_ms=int(time.time() * 1000), sha256=digest(key),
+                           tenant=tenant)
         await self.conveyor.redis.hset(self._hash_key, key_id, record.model_dump_json())
         return key, record
 
@@ -133,7 +142,7 @@ class ApiKeys:
         record = await self._record(match.group(1))
         if record is None or not hmac.compare_digest(given, record.sha256):
             return None
-        return Principal(record.id, record.role, record.rate)
+        return Principal(record.id, record.role, record.rate, record.tenant)
 
     async def _record(self, key_id: str) -> KeyRecord | None:
         loop = asyncio.get_running_loop()

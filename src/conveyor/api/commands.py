@@ -22,6 +22,7 @@ from conveyor.api.auth import ApiKeys, Role, new_key
 from conveyor.api.ratelimit import parse_rate
 from conveyor.api.server import serve
 from conveyor.app import Conveyor
+from conveyor.broker.keys import check_name
 from conveyor.cli_support import app_or_exit, console, err, run
 
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -75,20 +76,26 @@ def keys_create(
     rate: Annotated[str | None, typer.Option(help="Rate limit, e.g. 100/s or 5000/m "
                                              "(default: CONVEYOR_API_RATE_LIMIT)")] = None,
     name: Annotated[str, typer.Option(help="A note to recognise the key by")] = "",
+    tenant: Annotated[str | None, typer.Option(
+        help="Producer keys of one tenant read each other's jobs (and share idempotency keys "
+        "with CONVEYOR_API_IDEMPOTENCY_SCOPE=tenant)")] = None,
     app: AppOpt = None,
 ) -> None:
     """Create a key and print it (once: only its hash is stored)."""
-    if rate is not None:
-        try:
+    try:
+        if rate is not None:
             parse_rate(rate)
-        except ValueError as exc:
-            err.print(f"[red]error (--rate):[/red] {exc}")
-            raise typer.Exit(2) from None
+        if tenant is not None:
+            check_name("tenant", tenant)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     the_app = app_or_exit(app)
 
     async def go() -> tuple[str, str]:
         try:
-            key, record = await ApiKeys(the_app).create(role, name=name, rate=rate)
+            key, record = await ApiKeys(the_app).create(role, name=name, rate=rate,
+                                                        tenant=tenant)
             return key, record.id
         finally:
             await the_app.close()
@@ -110,13 +117,13 @@ def keys_list(app: AppOpt = None) -> None:
             await the_app.close()
 
     table = Table(title="API keys")
-    for col in ("id", "role", "rate", "name", "created"):
+    for col in ("id", "role", "tenant", "rate", "name", "created"):
         table.add_column(col)
     for record in run(go()):
         created = (datetime.fromtimestamp(record.created_ms / 1000, UTC)
                    .isoformat(timespec="seconds") if record.created_ms else "-")
-        table.add_row(record.id, record.role.value, record.rate or "(default)", record.name,
-                      created)
+        table.add_row(record.id, record.role.value, record.tenant or "-",
+                      record.rate or "(default)", record.name, created)
     console.print(table)
 
 

@@ -135,7 +135,10 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _conflict(request: Request, exc: Exception) -> Response:
     if isinstance(exc, IdempotencyConflict):
-        return error_response(409, "idempotency_conflict", str(exc), "header.idempotency-key")
+        # Not str(exc): it quotes the key as the library stores it, scoped (see tenancy).
+        return error_response(409, "idempotency_conflict", "the idempotency key already names "
+                              f"job {exc.existing_id}, submitted with different content: use a "
+                              "new key for a different job", "header.idempotency-key")
     return error_response(409, "invalid_state", str(exc))
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -57,6 +59,9 @@ class ApiSettings(BaseSettings):
         "30/s", description="Limit per client IP for the dashboard's files and the docs (429)"
     )
     metrics_public: bool = Field(True, description="Serve /metrics without an API key")
+    idempotency_scope: Literal["key", "tenant"] = Field(
+        "key", description="Whose Idempotency-Keys are one namespace: each API key's, or each "
+        "tenant's (keys created with --tenant; a key without one is a tenant of its own)")
 
     @field_validator("rate_limit", "anonymous_rate_limit", "static_rate_limit")
     @classmethod
