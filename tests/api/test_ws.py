@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from conveyor import Conveyor
+from conveyor import Context, Conveyor
 from conveyor.api import ApiServer, ApiSettings
 from conveyor.api.hub import Filter, Subscriber
 from conveyor.worker.worker import Worker
@@ -151,6 +151,26 @@ async def test_live_events_with_filters(
     assert [m["event"] for m in typed] == ["submitted", "active", "dead"]
     await by_queue.close()
     await by_type.close()
+
+
+async def test_progress_is_a_number(
+    server: ApiServer, keys: dict[str, str], conveyor: Conveyor, worker: Worker
+) -> None:
+    @conveyor.job(queue="slow", max_attempts=1)
+    async def halfway(ctx: Context) -> None:
+        await ctx.progress(0.5, "half way")
+
+    ws = await open_ws(server, keys["viewer"])
+    await subscribe(ws, types=["halfway"])
+    assert (await recv(ws))["type"] == "live"
+    handle = await conveyor.enqueue("halfway")
+    seen: list[dict[str, Any]] = []
+    event = await until(ws, lambda m: m.get("event") == "progress", seen)
+    assert event["progress"] == 0.5 and event["message"] == "half way", event
+    await handle.result(timeout=10)
+    info = await conveyor.get_job(handle.id)
+    assert info is not None and info.progress == 0.5
+    await ws.close()
 
 
 async def test_events_arrive_within_50_ms(

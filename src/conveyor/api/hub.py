@@ -45,6 +45,7 @@ ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 START = "0-0"
 INT_FIELDS = frozenset({"seq", "ts", "attempt", "due", "max_attempts"})
 JSON_FIELDS = frozenset({"args", "result", "error", "meta"})
+FLOAT_FIELDS = frozenset({"progress"})  # a number, as in JobInfo and the REST API
 RENAMED = {"type": "job_type"}  # "type" names the message kind on the WebSocket
 COMPONENT = "api.hub"  # the supervisor's component in /readyz and /metrics
 
@@ -97,6 +98,9 @@ def _typed(name: str, value: str) -> Any:
     elif name in JSON_FIELDS and value:
         with contextlib.suppress(orjson.JSONDecodeError):
             return orjson.loads(value)
+    elif name in FLOAT_FIELDS:
+        with contextlib.suppress(ValueError):
+            return float(value)
     return value
 
 
