@@ -189,6 +189,10 @@ async def test_search_filters(store: Store) -> None:
     assert set(await ids(queue="q1", status=[Status.COMPLETED])) == {"j03", "j09", "j15", "j21",
                                                                    "j27"}
     assert set(await ids(type="email")) == {f"j{i:02d}" for i in range(10)}
+    assert set(await ids(type=["email"])) == {f"j{i:02d}" for i in range(10)}
+    assert set(await ids(type=["email", "t"])) == {f"j{i:02d}" for i in range(10)} | {"w1"}
+    assert set(await ids(type=["report", "email"], queue="q0", status=[Status.COMPLETED])) == {
+        "j00", "j06", "j12", "j18", "j24"}
     assert set(await ids(tenant="acme")) == {"j00", "j05", "j10", "j15", "j20", "j25"}
     assert set(await ids(api_key_id="k1")) == {"j05", "j15", "j25"}
     assert await ids(text="BOOM J07") == ["j07"]

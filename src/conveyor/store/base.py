@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from conveyor import serde
 from conveyor.job import Status
@@ -23,7 +23,8 @@ from conveyor.store.fold import Doc, Transform, folder, group_by_job, new_life
 
 SortField = Literal["submitted_ms", "updated_ms", "finished_ms"]
 SORT_FIELDS: tuple[str, ...] = ("submitted_ms", "updated_ms", "finished_ms")
-EQUALITY_FILTERS = ("queue", "type", "tenant", "api_key_id")  # JobQuery fields matched exactly
+EQUALITY_FILTERS = ("queue", "tenant", "api_key_id")  # JobQuery fields matched exactly
+ANY_OF_FILTERS = ("type",)  # JobQuery fields that list the values to match (any of them)
 MAX_BUCKETS = 10_000
 DAY_MS = 86_400_000
 
@@ -132,7 +133,7 @@ class JobQuery(BaseModel):
 
     status: list[Status] | None = None
     queue: str | None = None
-    type: str | None = None
+    type: list[str] | None = None  # any of these job types (a plain string is one type)
     tenant: str | None = None
     api_key_id: str | None = None
     text: str | None = Field(None, min_length=1, max_length=200)
@@ -142,6 +143,19 @@ class JobQuery(BaseModel):
     descending: bool = True
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _one_type(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def matches(self) -> dict[str, list[Any]]:
+        """Field -> the values it may have, for the exact-match filters that are set."""
+        out: dict[str, list[Any]] = {name: [getattr(self, name)] for name in EQUALITY_FILTERS
+                                     if getattr(self, name) is not None}
+        out.update({name: list(getattr(self, name)) for name in ANY_OF_FILTERS
+                    if getattr(self, name)})
+        return out
 
 
 class JobPage(BaseModel):

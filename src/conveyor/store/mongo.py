@@ -22,7 +22,6 @@ from pymongo.write_concern import WriteConcern
 
 from conveyor.store.base import (
     DAY_MS,
-    EQUALITY_FILTERS,
     Gap,
     JobPage,
     JobQuery,
@@ -272,9 +271,8 @@ def search_filter(q: JobQuery) -> Mongo:
     clauses: list[Mongo] = [{"deleted_ms": None}]
     if q.status:
         clauses.append({"status": {"$in": [s.value for s in q.status]}})
-    for name in EQUALITY_FILTERS:
-        if getattr(q, name) is not None:
-            clauses.append({name: getattr(q, name)})
+    for name, values in q.matches().items():
+        clauses.append({name: values[0] if len(values) == 1 else {"$in": values}})
     if q.text:
         clauses.append({"error_text": {"$regex": re.escape(q.text), "$options": "i"}})
     col = q.sort

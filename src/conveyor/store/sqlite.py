@@ -14,7 +14,6 @@ import orjson
 
 from conveyor.job import Status
 from conveyor.store.base import (
-    EQUALITY_FILTERS,
     SORT_FIELDS,
     Gap,
     JobPage,
@@ -451,10 +450,10 @@ def _search_filters(q: JobQuery, fts: bool) -> tuple[list[str], list[Any]]:
     """WHERE clauses (and their parameters) of a search, but for its statuses."""
     where: list[str] = [LIVE.removeprefix("WHERE ")]
     params: list[Any] = []
-    for name in EQUALITY_FILTERS:
-        if getattr(q, name) is not None:
-            where.append(f"{name} = ?")
-            params.append(getattr(q, name))
+    for name, values in q.matches().items():
+        where.append(f"{name} = ?" if len(values) == 1
+                     else f"{name} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
     if q.text and fts and len(q.text) >= MIN_FTS:
         # A quoted phrase of trigrams is a case-insensitive substring match.
         where.append("rowid IN (SELECT rowid FROM job_errors WHERE job_errors MATCH ?)")
