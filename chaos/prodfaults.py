@@ -360,8 +360,9 @@ class ProdChecker(Checker):
         if wid is None or requeue is None or requeue[1] != wid:
             return None
         at = requeue[0] / 1000
-        for f in self.ev.faults:
-            if f.at and f.at <= at <= (f.until or math.inf) + AFTERMATH:
+        # The latest fault that began before the requeue and whose aftermath covers it.
+        for f in sorted((f for f in self.ev.faults if f.at), key=lambda f: -f.at):
+            if f.at <= at <= (f.until or math.inf) + AFTERMATH:
                 return f.kind
         if self.starved(wid, requeue[0]):
             return "starved worker"
@@ -378,15 +379,16 @@ class ProdChecker(Checker):
                     self.report.max_silence_ms = max(self.report.max_silence_ms, age)
 
 
-def judge(base: Report, ticks: TickReport, stall: tuple[int, str | None]) -> ProdReport:
-    r = ProdReport(base, ticks, stall_runs=stall[0], stall_status=stall[1])
+def judge(base: Report, ticks: TickReport, stall: tuple[int, str | None] | None) -> ProdReport:
+    """``stall``: (runs, status) of the stall job, None when the run had no stall."""
+    r = ProdReport(base, ticks, *(stall or (0, None)))
     for kind in MUST_BE_ZERO:
         if base.attributed[kind]:
             r.problems.append(f"{base.attributed[kind]} duplicate executions from the {kind}: "
                               "a live worker was judged dead")
     if base.dead_poison:
         r.problems.append(f"{base.dead_poison} poison pills, though no worker died")
-    if stall != (1, "completed"):
+    if stall is not None and stall != (1, "completed"):
         r.problems.append(f"the stall job ran {stall[0]} times and is {stall[1]}")
     return r
 
@@ -452,10 +454,12 @@ def figures_table(p: ProdReport, kinds: tuple[str, ...]) -> Table:
         rule = f"must be 0 {ok(not r.attributed[kind])}" if kind in MUST_BE_ZERO else (
             f"lease requeued from the fault to {AFTERMATH:g} s after it")
         rows.append((f"  {kind}", f"{r.attributed[kind]:,}", rule))
+    rows.append(("  unattributed", f"{len(r.unattributed)}",
+                 f"must be 0 {ok(not r.unattributed)}"))
+    if "stall" in kinds:
+        rows.append(("stall job", f"{p.stall_runs} run(s)", f"{p.stall_status}: must be 1 "
+                     f"run, completed {ok((p.stall_runs, p.stall_status) == (1, 'completed'))}"))
     rows += [
-        ("  unattributed", f"{len(r.unattributed)}", f"must be 0 {ok(not r.unattributed)}"),
-        ("stall job", f"{p.stall_runs} run(s)", f"{p.stall_status}: must be 1 run, completed "
-         f"{ok((p.stall_runs, p.stall_status) == (1, 'completed'))}"),
         ("cron ticks", f"{tk.ticks:,}", f"{tk.fired} fired once, {tk.coalesced} missed in an "
          "outage and coalesced (misfire once)"),
         ("  fired twice", f"{len(tk.doubled)}", f"must be 0 {ok(not tk.doubled)}"),
@@ -521,7 +525,8 @@ async def check(driver: ProdDriver) -> ProdReport:
         ProdChecker(ev, driver.seed, driver.cfg.fail_every).superseded_runs())
     base = ProdChecker(ev, driver.seed, driver.cfg.fail_every).check()
     ticks = account(await driver.cron_jobs(), fault_windows(driver.faults), REFIRE_S)
-    report = judge(base, ticks, await driver.stall_outcome())
+    stall = await driver.stall_outcome() if "stall" in driver.pcfg.faults else None
+    report = judge(base, ticks, stall)
     (driver.workdir / "faults.json").write_bytes(orjson.dumps(
         {"seed": driver.seed, "t0": driver.t0, "pid_wid": ev.pid_wid,
          "faults": [dataclasses.asdict(f) for f in driver.faults],

@@ -70,6 +70,10 @@ class Rig:
         self.led = redis.Redis.from_url(self.ledger_server.url, decode_responses=True)
         self.procs: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.next_n = 0
+        self.cleanups: list[Callable[[], object]] = []
+
+    def on_close(self, cleanup: Callable[[], object]) -> None:
+        self.cleanups.append(cleanup)
 
     # -- processes -------------------------------------------------------------------------
 
@@ -122,6 +126,8 @@ class Rig:
             f"pid {proc.pid} exited with {proc.returncode}:\n{self.log(proc)}")
 
     def close(self) -> None:
+        for cleanup in self.cleanups:
+            cleanup()
         for proc, _ in self.procs:
             if proc.poll() is None:
                 proc.kill()
