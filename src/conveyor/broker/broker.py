@@ -345,6 +345,17 @@ class Broker:
         )
         return int(code), str(status)
 
+    async def retry_many(self, queue: str, job_ids: Sequence[str]) -> list[int]:
+        """``retry`` of each job, pipelined in one round trip (not atomic across jobs: each
+        job's retry is); returns each job's code."""
+        qk = self.qk(queue)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                await self._run("retry", fixed_keys("retry", qk, job_id=job_id),
+                                [job_id, self.maxlen], client=pipe)
+            replies = await pipe.execute()
+        return [int(reply[0]) for reply in replies]
+
     async def delete(self, queue: str, job_ids: Sequence[str]) -> list[int]:
         qk = self.qk(queue)
         keys = fixed_keys("delete", qk) + [qk.job(j) for j in job_ids]
