@@ -1,7 +1,8 @@
 """Cron schedules: their definitions in Redis, and which ticks are due.
 
 Definitions live in the HASH ``{cv}:schedules`` (name -> JSON), the last fired tick of each in
-``{cv}:schedules-ticks`` (name -> epoch ms), so editing a schedule never rewinds its ticks.
+``{cv}:schedules-ticks`` (name -> epoch ms), so editing a schedule never rewinds its ticks,
+and the id of the job it submitted last (fired or run now) in ``{cv}:schedules-runs``.
 
 A schedule that cannot fire (its job type was removed, its args no longer validate, its
 definition no longer parses) is skipped without stopping the others: its error is logged once
@@ -148,6 +149,10 @@ class ScheduleBook:
     def _errors(self) -> str:
         return f"{self.app.keys.glob.schedules}-errors"
 
+    @property
+    def _runs(self) -> str:
+        return f"{self.app.keys.glob.schedules}-runs"
+
     async def put(self, schedule: Schedule) -> Schedule:
         """Create or replace a schedule (its job type and arguments are validated first)."""
         await self.app.prepare({"type": schedule.type, "args": schedule.args,
@@ -183,6 +188,10 @@ class ScheduleBook:
         raw = text_map(await self.app.redis.hgetall(self._errors))
         return {name: loads(value) for name, value in raw.items()}
 
+    async def last_runs(self) -> dict[str, str]:
+        """The id of the job each schedule submitted last (fired or run now)."""
+        return text_map(await self.app.redis.hgetall(self._runs))
+
     async def set_paused(self, name: str, paused: bool) -> Schedule:
         schedule = (await self.get(name)).model_copy(update={"paused": paused})
         await self.app.redis.hset(self._key, name, schedule.model_dump_json())
@@ -193,11 +202,14 @@ class ScheduleBook:
             raise ScheduleNotFound(name)
         await self.app.redis.hdel(self._ticks, name)
         await self.app.redis.hdel(self._errors, name)
+        await self.app.redis.hdel(self._runs, name)
 
     async def run_now(self, name: str) -> str:
         schedule = await self.get(name)
         handle = await self.app.enqueue(schedule.type, schedule.args, queue=schedule.queue,
-                                        priority=schedule.priority)
+                                        priority=schedule.priority,
+                                        meta={"schedule": schedule.name})
+        await self.app.redis.hset(self._runs, name, handle.id)
         return handle.id
 
     async def fire(self, schedule: Schedule, ticks: list[int]) -> list[str]:
@@ -211,6 +223,7 @@ class ScheduleBook:
             ids.append(handle.id)
         if ticks:
             await self.app.redis.hset(self._ticks, schedule.name, max(ticks))
+            await self.app.redis.hset(self._runs, schedule.name, ids[-1])
         return ids
 
     async def fire_due(self, now_ms: int, grace_ms: int) -> float:

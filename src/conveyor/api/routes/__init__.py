@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conveyor.api.routes import health, jobs, queues, stats, types, workers, ws
+from conveyor.api.routes import dlq, health, jobs, queues, schedules, stats, types, workers, ws
 
-ROUTERS = [jobs.router, queues.router, workers.router, types.router, stats.router,
-           ws.router, health.router]
+ROUTERS = [jobs.router, queues.router, dlq.router, schedules.router, schedules.delayed_router,
+           workers.router, types.router, stats.router, ws.router, health.router]
