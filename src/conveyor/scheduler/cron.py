@@ -12,6 +12,10 @@ it. Its last tick is not advanced, so once fixed it catches up by its misfire po
 Transient Redis errors (``supervise.is_transient``) propagate: the cron loop backs off.
 Date math is croniter's over zone-aware datetimes, which gets DST right: a tick in a skipped
 hour fires once at the shift, and an hourly tick fires for both instances of a repeated hour.
+
+Expressions have five fields (minute hour day-of-month month day-of-week) or six with the
+seconds FIRST, as BullMQ, Quartz, Spring and node-cron write them: ``"*/15 * * * * *"`` is
+every 15 seconds. ``check_cron`` refuses anything else, naming the field at fault.
 """
 
 from __future__ import annotations
@@ -65,9 +69,7 @@ class Schedule(BaseModel):
     @field_validator("cron")
     @classmethod
     def _valid_cron(cls, value: str) -> str:
-        if not croniter.is_valid(value):
-            raise ValueError(f"{value!r} is not a cron expression (5 fields, or 6 with seconds)")
-        return value
+        return check_cron(value)
 
     @field_validator("tz")
     @classmethod
@@ -80,8 +82,7 @@ class Schedule(BaseModel):
 
     def ticks_after(self, after_ms: int, until_ms: int, limit: int) -> list[int]:
         """Tick times (epoch ms) in (after_ms, until_ms], at most ``limit`` of the earliest."""
-        zone = ZoneInfo(self.tz)
-        it = croniter(self.cron, datetime.fromtimestamp(after_ms / 1000, zone))
+        it = _ticker(self.cron, after_ms, self.tz)
         out: list[int] = []
         while len(out) < limit:
             tick = int(it.get_next(datetime).timestamp() * 1000)
@@ -91,8 +92,45 @@ class Schedule(BaseModel):
         return out
 
     def next_run_ms(self, after_ms: int) -> int:
-        it = croniter(self.cron, datetime.fromtimestamp(after_ms / 1000, ZoneInfo(self.tz)))
-        return int(it.get_next(datetime).timestamp() * 1000)
+        return self.next_runs_ms(after_ms, 1)[0]
+
+    def next_runs_ms(self, after_ms: int, count: int) -> list[int]:
+        """The next ``count`` tick times (epoch ms) after ``after_ms``."""
+        it = _ticker(self.cron, after_ms, self.tz)
+        return [int(it.get_next(datetime).timestamp() * 1000) for _ in range(count)]
+
+
+CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
+CRON_SHAPE = ("5 fields (minute hour day-of-month month day-of-week), or 6 with the seconds "
+              "first (\"*/15 * * * * *\": every 15 seconds)")
+
+
+def check_cron(expression: str) -> str:
+    """``expression`` if it is a cron expression (see the module doc), else ``ValueError``
+    naming the field at fault. ``@hourly``, ``@daily`` and the like are accepted too."""
+    fields = expression.split()
+    if expression.startswith("@") and len(fields) == 1:
+        if croniter.is_valid(expression):
+            return expression
+        raise ValueError(f"{expression!r} is not a cron nickname (@hourly, @daily, @weekly, "
+                         "@monthly, @yearly)")
+    if len(fields) not in (5, 6):
+        raise ValueError(f"{expression!r} has {len(fields)} field(s); a cron expression has "
+                         f"{CRON_SHAPE}")
+    names = CRON_FIELDS if len(fields) == 5 else ("second", *CRON_FIELDS)
+    for i, (name, value) in enumerate(zip(names, fields, strict=True)):
+        alone = " ".join(value if j == i else "*" for j in range(len(fields)))
+        if not croniter.is_valid(alone, second_at_beginning=True):
+            raise ValueError(f"{expression!r}: the {name} field {value!r} is not valid")
+    if not croniter.is_valid(expression, second_at_beginning=True):
+        raise ValueError(f"{expression!r} is not a valid cron expression ({CRON_SHAPE})")
+    return expression
+
+
+def _ticker(cron: str, after_ms: int, tz: str) -> croniter:
+    """croniter from ``after_ms`` in ``tz``, with a sixth field read as seconds first."""
+    start = datetime.fromtimestamp(after_ms / 1000, ZoneInfo(tz))
+    return croniter(cron, start, second_at_beginning=True)
 
 
 def due_ticks(schedule: Schedule, last_ms: int | None, now_ms: int, grace_ms: int) -> list[int]:
