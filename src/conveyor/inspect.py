@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
@@ -46,10 +47,26 @@ class WorkerInfo(BaseModel):
     alive: bool = True
     stalls: int = 0  # times a handler blocked the worker's event loop (see Liveness)
     loops: dict[str, dict[str, Any]] = {}  # loop name -> health (conveyor.supervise)
+    types: list[str] | None = None  # job types it has handlers for (None: not published)
 
     @property
     def stuck_loops(self) -> list[str]:
         return sorted(name for name, h in self.loops.items() if h.get("stuck"))
+
+    def runs(self, queue: str, job_type: str) -> bool:
+        """Whether it takes jobs of ``job_type`` from ``queue`` (a worker that does not
+        publish its types is given the benefit of the doubt)."""
+        return queue in self.queues and (self.types is None or job_type in self.types)
+
+
+class Unrunnable(BaseModel):
+    """Jobs of one type waiting in one queue that no live worker can run."""
+
+    queue: str
+    type: str
+    waiting: int  # jobs of the type among the sampled waiting ones (ready and delayed)
+    workers: int  # live workers that serve the queue (none of them has the type)
+    in_catalog: bool  # some worker registered the type once (else: a typo, or a removed type)
 
 
 class SchedulerInfo(BaseModel):
@@ -123,9 +140,41 @@ async def workers(app: Conveyor, heartbeat_ttl_ms: int | None = None) -> list[Wo
             processed=int(h.get("processed", 0)), failed=int(h.get("failed", 0)),
             stale=int(h.get("stale", 0)), current=serde.loads(h.get("current")) or [],
             alive=now_ms - beat <= ttl, stalls=int(h.get("stalls", 0)),
-            loops=_loops(h.get("loops")),
+            loops=_loops(h.get("loops")), types=serde.loads(h.get("types")),
         ))
     return out
+
+
+async def unrunnable(app: Conveyor, sample: int = 200) -> list[Unrunnable]:
+    """Job types with jobs waiting in a queue that no live worker will run: no live worker
+    serves the queue, or none of those that do registered the type (workers hand such jobs
+    back). Looks at the ``sample`` oldest jobs of each priority and the ``sample`` next
+    delayed ones of every queue that has any waiting."""
+    live = [w for w in await workers(app) if w.alive]
+    known = set(strs(await app.redis.hkeys(app.keys.glob.catalog)))
+    out = []
+    for q in await queue_stats(app):
+        if q.waiting + q.delayed == 0:
+            continue
+        for job_type, count in sorted((await _waiting_types(app, q.name, sample)).items()):
+            if not any(w.runs(q.name, job_type) for w in live):
+                out.append(Unrunnable(
+                    queue=q.name, type=job_type, waiting=count, in_catalog=job_type in known,
+                    workers=sum(q.name in w.queues for w in live)))
+    return out
+
+
+async def _waiting_types(app: Conveyor, queue: str, sample: int) -> Counter[str]:
+    qk = app.keys.queue(queue)
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for p in PRIORITIES:
+            pipe.lrange(qk.ready(p), -sample, -1)
+        pipe.zrange(qk.delayed, 0, sample - 1)
+        ids = [i for found in await pipe.execute() for i in found]
+    async with app.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(qk.job(job_id), "type")
+        return Counter(t for t in await pipe.execute() if t)
 
 
 async def schedulers(app: Conveyor) -> list[SchedulerInfo]:

@@ -35,6 +35,7 @@ SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held",
              "high", "normal", "low"),
     "release": ("jobkey", "active", "high", "normal", "low", "marker", "events", "held"),
+    "handback": ("jobkey", "active", "delayed", "marker", "events", "held"),
     "renew": ("active", "held"),
     "reap": ("active", "high", "normal", "low", "dead", "marker", "events", "held"),
     "cancel": ("jobkey", "high", "normal", "low", "delayed", "events", "marker", "dead"),
@@ -286,6 +287,18 @@ class Broker:
             fixed_keys("release", qk, worker_id=worker_id, job_id=job.id),
             [job.id, job.attempt, self.maxlen, reason, qk.job_prefix],
         ))
+
+    async def handback(
+        self, job: ClaimedJob, worker_id: str, first_ms: int, cap_ms: int, jitter: float
+    ) -> tuple[int, int]:
+        """Give back a job this worker has no handler for, unrun and uncounted, delayed by a
+        hold-off that doubles with each hand-back (see handback.lua): (1 | code, due ms).
+        Once due, the job is left to other workers for longer than an idle one blocks."""
+        keys = fixed_keys("handback", self.qk(job.queue), worker_id=worker_id, job_id=job.id)
+        avoid_ms = int(self.settings.block_seconds * 1000) + 500
+        code, due = await self._run("handback", keys, [
+            job.id, job.attempt, first_ms, cap_ms, jitter, self.maxlen, worker_id, avoid_ms])
+        return int(code), int(due)
 
     async def limit(
         self, job: ClaimedJob, worker_id: str, limit: str, cap: int, interval_ms: int, burst: int

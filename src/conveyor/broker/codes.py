@@ -20,7 +20,8 @@ class Code(IntEnum):
 
 
 class Done(IntEnum):
-    """The transition happened (complete, delete, progress, release, retry, undo, pause)."""
+    """The transition happened (complete, delete, handback, progress, release, retry, undo,
+    pause)."""
 
     DONE = 1
 
@@ -48,6 +49,7 @@ SCRIPT_CODES: dict[str, tuple[ScriptCode, ...]] = {
     "cancel": (CancelOutcome.CANCELED, CancelOutcome.REQUESTED, Code.MISSING, Code.WRONG_STATE),
     "complete": (Done.DONE, Code.STALE_LEASE, Code.MISSING),
     "delete": (Done.DONE, Code.MISSING, Code.WRONG_STATE),
+    "handback": (Done.DONE, Code.STALE_LEASE, Code.MISSING),
     "fail": (FailOutcome.RETRYING, FailOutcome.DEAD, FailOutcome.CANCELED, Code.STALE_LEASE,
              Code.MISSING),
     "limit": (LimitOutcome.GRANTED, LimitOutcome.PARKED, LimitOutcome.DELAYED,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from conveyor.worker.stats import Stats
 
 log = logging.getLogger("conveyor.worker")
+# A job of a type this worker has no handler for goes back for this long (doubling with each
+# hand-back of the job, to the cap, plus up to as much jitter): long enough not to spin, short
+# enough that a worker with the type picks it up within a few seconds.
+HANDBACK_FIRST_MS = 1000
+HANDBACK_CAP_MS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +147,7 @@ class JobRunner:
         self.running: dict[str, Running] = {}
         self.middleware = app.middleware
         self._middleware = app.middleware.items  # the same list: checked before any hook
+        self._unrunnable: set[str] = set()  # job types handed back, warned about once each
 
     def start(self, job: ClaimedJob) -> None:
         """Run ``job`` in a task of its own; its slot was taken by the fetcher."""
@@ -183,6 +190,9 @@ class JobRunner:
     async def _run(self, r: Running) -> None:
         job = r.job
         try:
+            if job.type not in self.app.registry:
+                await self._settle("hand back a job", job, lambda: self._hand_back(job))
+                return
             if not await self._admitted(job):
                 return
             outcome = await (self._process(r) if self._middleware else execute(
@@ -205,6 +215,18 @@ class JobRunner:
             self.acker.add(job.queue, Completion(job.id, job.attempt, outcome.result_json))
         else:
             await self._settle("record a failure", job, lambda: self.fail(job, outcome))
+
+    async def _hand_back(self, job: ClaimedJob) -> None:
+        """A job of a type this app did not register (another app shares the queue): back
+        to the queue, unrun, no attempt spent, for a worker that has the type."""
+        if job.type not in self._unrunnable:
+            self._unrunnable.add(job.type)
+            log.warning("worker %s has no handler for job type %r (queue %s): it hands such "
+                        "jobs back, unrun, for a worker that registers the type; `conveyor "
+                        "status` lists types that no live worker can run", self.worker_id,
+                        job.type, job.queue)
+        await self.app.broker.handback(job, self.worker_id, HANDBACK_FIRST_MS, HANDBACK_CAP_MS,
+                                       random.random())
 
     async def _process(self, r: Running) -> Outcome:
         """``execute`` between the middleware's ``before_process`` and ``after_process``."""

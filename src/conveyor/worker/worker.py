@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from conveyor import serde
+from conveyor.catalog import warn_on_conflicts
 from conveyor.job import ClaimedJob
 from conveyor.supervise import LoopHealth, Supervisor, describe, every, is_transient
 from conveyor.worker.acker import Acker
@@ -101,6 +102,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until ``stop()`` (or a signal, with ``install_signal_handlers``)."""
+        await warn_on_conflicts(self.app)
         await self.app.publish_catalog()
         await self.app._register_queues(self.queues)
         await self.app.broker.heartbeat(self.id, self.info(), 3_600_000)
@@ -197,6 +199,7 @@ class Worker:
         return {
             "id": self.id, "host": socket.gethostname(), "pid": os.getpid(),
             "queues": serde.dumps(self.queues), "concurrency": self.concurrency,
+            "types": serde.dumps(sorted(self.app.registry)),
             "started": self.stats.started_ms, "processed": self.stats.processed,
             "failed": self.stats.failed, "stale": self.stats.stale,
             "stalls": self.stats.stalls, "longest_stall_ms": self.stats.longest_stall_ms,

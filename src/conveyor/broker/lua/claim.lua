@@ -20,6 +20,10 @@
 -- ARGV[6]  most delayed jobs to promote in this call
 -- ARGV[7]  TTL of the held SET in ms (a few leases; claim and renew refresh it)
 --
+-- A due job that a worker handed back (its type has no handler there; handback.lua) is not
+-- promoted by that same worker until its 'avoid_until' time, so a worker that has the type
+-- takes it meanwhile; the avoiding worker waits until then (wait_ms), it does not spin.
+--
 -- A job joins its next structure before it leaves the last one: a due job is pushed on its
 -- ready list before it leaves the delayed ZSET; a claimed job is read from the tail of its
 -- ready list, written to 'active', and only then trimmed off the list.
@@ -42,16 +46,21 @@ local held_ttl = tonumber(ARGV[7])
 local now = now_ms()
 
 local due_ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote_limit)
+local avoided_until = nil
 for _, id in ipairs(due_ids) do
   local jobkey = prefix .. id
-  local priority = redis.call('HGET', jobkey, 'priority')
-  if priority then
-    redis.call('LPUSH', ready_key(high, normal, low, priority), id)
-    redis.call('HSET', jobkey, 'status', 'queued')
-    emit(events, maxlen, jobkey, id, 'queued', 'queued', now,
-      {'type', redis.call('HGET', jobkey, 'type')})
+  local d = redis.call('HMGET', jobkey, 'priority', 'type', 'avoid', 'avoid_until')
+  local until_ms = tonumber(d[4] or 0) or 0
+  if d[3] == worker and now < until_ms then
+    avoided_until = math.min(avoided_until or until_ms, until_ms)
+  else
+    if d[1] then
+      redis.call('LPUSH', ready_key(high, normal, low, d[1]), id)
+      redis.call('HSET', jobkey, 'status', 'queued')
+      emit(events, maxlen, jobkey, id, 'queued', 'queued', now, {'type', d[2]})
+    end
+    redis.call('ZREM', delayed, id)
   end
-  redis.call('ZREM', delayed, id)
 end
 
 if redis.call('HGET', meta, 'paused') == '1' then return {-1, '[]'} end
@@ -89,7 +98,14 @@ if redis.call('LLEN', high) + redis.call('LLEN', normal) + redis.call('LLEN', lo
   wake(marker, 0)
 end
 local wait_ms = -1
-local nxt = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
-if nxt[2] then wait_ms = math.max(0, tonumber(nxt[2]) - now) end
+if #due_ids >= promote_limit then
+  wait_ms = 0  -- more are due than one call promotes
+else
+  local nxt = redis.call('ZRANGEBYSCORE', delayed, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if nxt[2] then wait_ms = tonumber(nxt[2]) - now end
+  if avoided_until and (wait_ms < 0 or avoided_until - now < wait_ms) then
+    wait_ms = avoided_until - now
+  end
+end
 if got == 0 then return {wait_ms, '[]'} end
 return {wait_ms, cjson.encode(out)}
