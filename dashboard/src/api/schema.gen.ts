@@ -1004,6 +1004,8 @@ export interface components {
              * @default 0
              */
             started_ms: number;
+            /** Types */
+            types?: string[] | null;
         };
     };
     responses: never;
