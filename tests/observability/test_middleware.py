@@ -335,3 +335,15 @@ async def test_failed_jobs_still_raise_for_the_producer(
         await handle.result(timeout=10)
     await rec.wait_for("on_dead", handle.id)
     await stopped(worker, task)
+
+
+async def test_cron_ticks_pass_the_enqueue_hooks(recorder: tuple[Conveyor, Recorder]) -> None:
+    """The scheduler submits through ``app.enqueue``: its ticks run the same hooks."""
+    from conveyor.scheduler.cron import parse_schedule
+
+    app, rec = recorder
+    schedule = parse_schedule({"name": "every-minute", "type": "whose", "cron": "* * * * *"})
+    await app.schedules.put(schedule)
+    (job_id,) = await app.schedules.fire(schedule, [1_700_000_000_000])
+    assert ("before_enqueue", "whose") in rec.calls
+    assert rec.of(job_id) == [("after_enqueue", job_id, job_id, "NoneType")]
