@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DASHBOARD_STATIC := src/conveyor/api/static/dashboard
 LINT_PATHS := src tests bench chaos
 
-.PHONY: setup up test lint bench chaos fmt clean dashboard dashboard-types chromium test-deploy
+.PHONY: setup up test lint bench bench-peers bench-wrk bench-scale bench-profile chaos fmt clean dashboard dashboard-types chromium test-deploy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,23 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
 	  else echo "The dashboard's browser tests need Chromium: run  sudo sh -c 'apt-get update && apt-get install -y chromium'" >&2; exit 1; fi; }
 
+# Benchmarks print figures (bench/README.md). The peers (huey, dramatiq, rq) and py-spy live
+# in their own venv; wrk comes from Debian. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--quick.
+PEERS_VENV := bench/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+
+$(PEERS_STAMP): bench/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q -r bench/peers/requirements.txt
+	touch $(PEERS_STAMP)
+
+bench-peers: $(PEERS_STAMP)
+
+bench-wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y wrk; \
+	  else echo "The HTTP benchmark needs wrk: run  sudo sh -c 'apt-get update && apt-get install -y wrk'" >&2; exit 1; fi; }
+
 # The deployment for real (deploy/test/test-deploy.sh): installs docker.io, debootstrap and
 # Docker Compose v2 if missing, starts dockerd if none runs (and stops only that one), builds
 # stand-in base images from Debian packages and the image from deploy/Dockerfile, then runs
@@ -52,8 +69,16 @@ chromium:
 test-deploy: setup
 	bash deploy/test/test-deploy.sh
 
-bench: setup
-	$(BIN)/python bench/throughput.py
+bench: setup bench-peers bench-wrk
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# The long scale rows: 1M queued, 1M delayed, history as large as 15 min of building allows.
+bench-scale: setup bench-wrk
+	$(BIN)/python bench/scale_bench.py --big 1000000 --history-big 10000000 --build-seconds 900 $(BENCH_ARGS)
+
+# Where the time goes: per-script server time (SLOWLOG) and py-spy of producer and worker.
+bench-profile: setup bench-peers
+	$(BIN)/python bench/profile.py $(BENCH_ARGS)
 
 # The long fault-injection run (the CI tier runs inside make test).
 chaos: setup
