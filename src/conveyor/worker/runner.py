@@ -231,8 +231,8 @@ class JobRunner:
     async def _process(self, r: Running) -> Outcome:
         """``execute`` between the middleware's ``before_process`` and ``after_process``."""
         job, ctx = r.job, r.ctx
-        await self.middleware.before_process(job, ctx)
-        try:
+        try:  # a job stopped while before_process runs still gets its after_process
+            await self.middleware.before_process(job, ctx)
             outcome = await execute(
                 self.app.registry.get(job.type), job, ctx, self.executor, self.worker_id)
         except asyncio.CancelledError as exc:
