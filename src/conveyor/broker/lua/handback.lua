@@ -54,5 +54,5 @@ redis.call('ZREM', active, id)
 wake(marker, due)
 emit(events, maxlen, jobkey, id, 'deferred', 'delayed', now,
   {'type', f[3], 'attempt', token, 'worker', worker, 'due', due,
-   'reason', 'no handler for this type on worker ' .. worker})
+   'reason', 'no handler'})
 return {1, due}
