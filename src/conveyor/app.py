@@ -106,6 +106,7 @@ class Conveyor:
         tz: str = "UTC",
         misfire: str = "once",
         rate: str | None = None,
+        burst: int | None = None,
         concurrency: int | None = None,
         limit_key: str | None = None,
         process: bool = False,
@@ -117,7 +118,10 @@ class Conveyor:
         that schedule, with no arguments; the schedule is named after the job type.
 
         ``rate="100/m"`` and ``concurrency=5`` limit the type across all workers (per value
-        of the argument ``limit_key`` when given); a job over a limit waits, uncounted.
+        of the argument ``limit_key`` when given); a job over a limit waits, uncounted. The
+        rate allows a burst of its count (``"6/m"``: 6 at once, then one every 10 s; set
+        ``burst=`` to change it, ``burst=1`` for even spacing). Limited jobs start in
+        submission order within a priority.
 
         ``process=True`` runs a sync handler in a child process, which a timeout or a
         cancellation kills (after SIGTERM and a grace period): for CPU-bound work.
@@ -143,7 +147,8 @@ class Conveyor:
                 max_attempts=submit.check_attempts(max_attempts or self.settings.max_attempts),
                 timeout=timeout or self.settings.timeout_seconds,
                 backoff_base=backoff_base, backoff_cap=backoff_cap,
-                rate=rate, concurrency=concurrency, limit_key=limit_key, process=process,
+                rate=rate, burst=burst, concurrency=concurrency, limit_key=limit_key,
+                process=process,
                 queues=more,
             )
             return func

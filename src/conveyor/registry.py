@@ -42,14 +42,15 @@ class JobType:
     @classmethod
     def from_function(
         cls, name: str, func: Callable[..., Any], *, rate: str | None = None,
-        concurrency: int | None = None, limit_key: str | None = None, process: bool = False,
-        **opts: Any,
+        burst: int | None = None, concurrency: int | None = None, limit_key: str | None = None,
+        process: bool = False, **opts: Any,
     ) -> JobType:
         model, ctx_param = _arguments_model(name, func)
         if process and (inspect.iscoroutinefunction(func) or ctx_param):
             raise TypeError(f"job {name!r}: process=True takes a plain sync function without "
                             "ctx (it runs in another interpreter)")
-        limits = Limits.parse(name, rate, concurrency, limit_key, set(model.model_fields))
+        limits = Limits.parse(name, rate, concurrency, limit_key, set(model.model_fields),
+                              burst=burst)
         return cls(
             name=name, func=func, model=model, ctx_param=ctx_param,
             is_async=inspect.iscoroutinefunction(func), limits=limits, in_process=process,
@@ -85,7 +86,11 @@ class JobType:
 @dataclass(frozen=True)
 class Limits:
     """Execution limits across all workers: ``rate`` like "100/m", a ``concurrency`` cap, each
-    kept per value of the argument ``key`` when given (e.g. per tenant)."""
+    kept per value of the argument ``key`` when given (e.g. per tenant).
+
+    The rate is GCRA with a burst, as BullMQ's ``{max, duration}`` limiter: ``rate="6/m"``
+    lets 6 jobs start at once, then one every 10 s; ``burst`` (default: the rate's count)
+    says how many may start back to back, ``burst=1`` spaces every start evenly."""
 
     concurrency: int = 0
     interval_ms: int = 0  # GCRA emission interval; 0 = no rate
@@ -94,14 +99,19 @@ class Limits:
 
     @classmethod
     def parse(cls, job: str, rate: str | None, concurrency: int | None, key: str | None,
-              params: set[str]) -> Limits | None:
+              params: set[str], *, burst: int | None = None) -> Limits | None:
+        if burst is not None and rate is None:
+            raise ValueError(f"job {job!r}: burst= needs a rate=")
         if rate is None and concurrency is None:
             return None
-        if concurrency is not None and (isinstance(concurrency, bool) or concurrency < 1):
+        if concurrency is not None and not _positive(concurrency):
             raise ValueError(f"job {job!r}: concurrency must be a positive integer")
         if key is not None and key not in params:
             raise ValueError(f"job {job!r}: limit_key {key!r} is not one of its parameters")
-        return cls(concurrency or 0, _interval_ms(job, rate) if rate else 0, 1, key)
+        interval, count = _rate(job, rate) if rate else (0, 1)
+        if burst is not None and not _positive(burst):
+            raise ValueError(f"job {job!r}: burst must be a positive integer")
+        return cls(concurrency or 0, interval, burst or count, key)
 
     def name(self, job: str, args_json: str) -> str:
         """The limit a job counts against: its type, or its type and its key's value."""
@@ -114,11 +124,16 @@ class Limits:
 RATE_UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000}
 
 
-def _interval_ms(job: str, rate: str) -> int:
+def _rate(job: str, rate: str) -> tuple[int, int]:
+    """(GCRA emission interval ms, count per period) of a rate like "100/m"."""
     count, _, unit = rate.partition("/")
     if not count.isdigit() or int(count) < 1 or unit not in RATE_UNITS:
         raise ValueError(f"job {job!r}: rate {rate!r} must look like 100/s, 100/m or 100/h")
-    return max(1, RATE_UNITS[unit] // int(count))
+    return max(1, RATE_UNITS[unit] // int(count)), int(count)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def unknown_option(name: str, valid: list[str]) -> TypeError:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Any
+
+import pytest
 
 from conveyor import Conveyor, Worker
 
@@ -50,7 +53,7 @@ async def test_rate_limit_spaces_runs(app: Conveyor) -> None:
     loop = asyncio.get_running_loop()
     starts: list[float] = []
 
-    @app.job(queue="lim", rate="20/s")
+    @app.job(queue="lim", rate="20/s", burst=1)
     async def paced() -> None:
         starts.append(loop.time())
 
@@ -65,6 +68,57 @@ async def test_rate_limit_spaces_runs(app: Conveyor) -> None:
     per_second = Counter(int(s - starts[0]) for s in starts)
     assert max(per_second.values()) <= 21
     assert [(await h.info()).failures for h in handles] == [0] * 30
+
+
+async def test_rate_allows_a_burst_of_its_count_then_spaces(app: Conveyor) -> None:
+    """BullMQ's {max: 5, duration: 1000}: 5 start at once, the rest one per 200 ms."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    @app.job(queue="lim", rate="5/s")
+    async def bursty() -> None:
+        starts.append(loop.time())
+
+    handles = await app.enqueue_many([{"type": "bursty", "args": {}} for _ in range(9)])
+    workers, tasks = await run_workers(app, 2, 10)
+    for h in handles:
+        await h.result(timeout=20)
+    await stop(workers, tasks)
+    starts.sort()
+    assert starts[4] - starts[0] < 0.15, "the first 5 did not start at once"
+    # then one per 200 ms: the k-th after the burst no earlier than k x 200 ms
+    late = [round(s - starts[0], 3) for s in starts[5:]]
+    assert all(t >= 0.2 * (k + 1) - 0.02 for k, t in enumerate(late)), late
+    assert starts[-1] - starts[0] < 0.2 * 4 + 0.5
+    infos = [await h.info() for h in handles]
+    assert [(i.attempt, i.failures) for i in infos] == [(1, 0)] * 9  # waiting spends nothing
+
+
+def test_burst_is_checked() -> None:
+    app = Conveyor(redis_url="redis://127.0.0.1:1")
+    for bad in ({"rate": "5/s", "burst": 0}, {"burst": 2}, {"rate": "5/s", "burst": True}):
+        with pytest.raises(ValueError, match="burst"):
+            @app.job(**bad)
+            async def spaced() -> None: ...
+
+
+@pytest.mark.parametrize("limit", [{"rate": "20/s", "burst": 1}, {"concurrency": 1}])
+async def test_limited_jobs_start_in_submission_order(
+    app: Conveyor, limit: dict[str, Any]
+) -> None:
+    order: list[int] = []
+
+    @app.job(queue="lim", **limit)
+    async def in_turn(n: int) -> None:
+        order.append(n)
+        await asyncio.sleep(0.01)
+
+    handles = [await app.enqueue("in_turn", {"n": n}) for n in range(12)]
+    workers, tasks = await run_workers(app, 1, 4)
+    for h in handles:
+        await h.result(timeout=20)
+    await stop(workers, tasks)
+    assert order == list(range(12))
 
 
 async def test_limit_per_key_value(app: Conveyor) -> None:

@@ -148,6 +148,9 @@ class JobRunner:
         self.middleware = app.middleware
         self._middleware = app.middleware.items  # the same list: checked before any hook
         self._unrunnable: set[str] = set()  # job types handed back, warned about once each
+        # Limit checks go out one at a time, in the order the jobs were claimed (the lock
+        # is FIFO): parked and rate-delayed jobs then keep their submission order.
+        self._limit_turn = asyncio.Lock()
 
     def start(self, job: ClaimedJob) -> None:
         """Run ``job`` in a task of its own; its slot was taken by the fetcher."""
@@ -182,9 +185,10 @@ class JobRunner:
         if jt is None or jt.limits is None:
             return True
         lim = jt.limits
-        code, _ = await self.app.broker.limit(
-            job, self.worker_id, lim.name(job.type, job.args_json), lim.concurrency,
-            lim.interval_ms, lim.burst)
+        async with self._limit_turn:
+            code, _ = await self.app.broker.limit(
+                job, self.worker_id, lim.name(job.type, job.args_json), lim.concurrency,
+                lim.interval_ms, lim.burst)
         return code == 1
 
     async def _run(self, r: Running) -> None:

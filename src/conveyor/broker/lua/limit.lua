@@ -1,7 +1,12 @@
 #!lua
 -- limit.lua: a claimed job asks its execution limits for leave to run. Over a concurrency
 -- cap it is parked until a slot frees; over a rate it is delayed until the rate allows.
--- Neither counts as a failed attempt.
+-- Neither counts as a failed attempt, nor as an attempt: the lease's attempt is taken back.
+--
+-- The rate is GCRA with a burst (ARGV[5], ARGV[6]), and it books: a job over the rate is
+-- counted at once and delayed to its own turn (field 'rate_at'), so the next one gets the
+-- turn after it. Delayed jobs thus keep the order they asked in, and none of them is
+-- promoted just to be delayed again.
 --
 -- KEYS[1]  slots ZSET of the limit (job id -> lease deadline ms); its waiting LIST is
 --          KEYS[1] .. ':waiting' (same hash tag)
@@ -38,11 +43,13 @@ local id, token, cap, lease = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV
 local interval, burst, maxlen = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local now = now_ms()
 
-local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type')
+local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'rate_at')
 if f[1] ~= 'active' or f[2] ~= token then return {-1, 0} end
+local booked = tonumber(f[4] or 0) or 0
 
 local function step_aside(status, due, reason)
   redis.call('HSET', jobkey, 'status', 'delayed', 'due', due)
+  redis.call('HINCRBY', jobkey, 'attempt', -1)
   redis.call('ZREM', active, id)
   redis.call('SREM', held, id)
   emit(events, maxlen, jobkey, id, 'deferred', 'delayed', now,
@@ -58,17 +65,25 @@ if cap > 0 then
   end
 end
 
-if interval > 0 then
+local function delay_to(at)
+  redis.call('ZADD', delayed, at, id)
+  step_aside('delayed', at, 'rate limit')
+  wake(marker, at)
+  return {3, at}
+end
+
+if interval > 0 and booked > now then
+  return delay_to(booked)  -- back before its turn (retried by hand, say): wait for it
+elseif interval > 0 and booked == 0 then
   local tat = math.max(tonumber(redis.call('GET', rate) or now), now)
   local allow_at = tat + interval - interval * burst
-  if now < allow_at then
-    redis.call('ZADD', delayed, allow_at, id)
-    step_aside('delayed', allow_at, 'rate limit')
-    wake(marker, allow_at)
-    return {3, allow_at}
-  end
   redis.call('SET', rate, tat + interval, 'PX', tat + interval - now + 1000)
+  if now < allow_at then
+    redis.call('HSET', jobkey, 'rate_at', allow_at)
+    return delay_to(allow_at)
+  end
 end
+if booked > 0 then redis.call('HDEL', jobkey, 'rate_at') end  -- its turn has come
 
 if cap > 0 then
   redis.call('ZADD', slots, now + lease, id)
