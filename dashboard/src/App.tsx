@@ -8,9 +8,11 @@ import { DeadLettersPage } from "./pages/DeadLetters/DeadLettersPage";
 import { JobDetailPage } from "./pages/JobDetail/JobDetailPage";
 import { JobsPage } from "./pages/Jobs/JobsPage";
 import { LoginPage } from "./pages/Login/LoginPage";
+import { MetricsPage } from "./pages/Metrics/MetricsPage";
 import { NotFoundPage } from "./pages/NotFound/NotFoundPage";
 import { OverviewPage } from "./pages/Overview/OverviewPage";
 import { QueuesPage } from "./pages/Queues/QueuesPage";
+import { SchedulesPage } from "./pages/Schedules/SchedulesPage";
 import { SubmitPage } from "./pages/Submit/SubmitPage";
 import { WorkersPage } from "./pages/Workers/WorkersPage";
 import { routes } from "./urls";
@@ -41,6 +43,8 @@ function Pages() {
       <Route path={routes.deadLetters} element={<DeadLettersPage />} />
       <Route path={routes.deadLettersOf} element={<DeadLettersPage />} />
       <Route path={routes.workers} element={<WorkersPage />} />
+      <Route path={routes.schedules} element={<SchedulesPage />} />
+      <Route path={routes.metrics} element={<MetricsPage />} />
       <Route path={routes.submit} element={<SubmitPage />} />
       <Route path="*" element={<NotFoundPage />} />
     </Routes>

@@ -5,7 +5,7 @@ import { api } from "../urls";
 import { client, unwrap } from "./client";
 import { queryKeys } from "./queryKeys";
 import type { components } from "./schema.gen";
-import type { DlqSelection, JobSubmission } from "./types";
+import type { DeadFilter, DlqSelection, JobSubmission } from "./types";
 
 type Schemas = components["schemas"];
 
@@ -69,4 +69,36 @@ export function useSubmitJob() {
     (submission: JobSubmission) =>
       unwrap(client.POST(api.jobs, { body: submission as Schemas["JobSubmission"] })),
     () => [queryKeys.jobsRoot, queryKeys.queues, queryKeys.stats]);
+}
+
+export type TriageAction = { queue: string; action: "retry" | "purge"; filter: DeadFilter };
+
+/** Starts a run over every dead job matching the filter; its progress is useTriageRun's. */
+export function useTriage() {
+  return useInvalidating(
+    ({ queue, action, filter }: TriageAction) =>
+      unwrap(client.POST(action === "retry" ? api.dlqTriageRetry : api.dlqTriagePurge, {
+        params: { path: { queue } },
+        body: { filter: filter as Schemas["DeadFilter"] } as Schemas["DlqTriage"],
+      })),
+    ({ queue }) => [queryKeys.dlqOf(queue), queryKeys.queues]);
+}
+
+const scheduleKeys = (): QueryKey[] => [queryKeys.schedules, queryKeys.delayed, queryKeys.jobsRoot, queryKeys.queues];
+
+export type ScheduleAction = { name: string; action: "pause" | "resume" | "run" | "delete" };
+
+export function useScheduleAction() {
+  return useInvalidating(({ name, action }: ScheduleAction) => {
+    const path = { params: { path: { name } } };
+    if (action === "delete") return unwrap(client.DELETE(api.schedule, path));
+    const url = { pause: api.pauseSchedule, resume: api.resumeSchedule, run: api.runSchedule }[action];
+    return unwrap(client.POST(url, path));
+  }, scheduleKeys);
+}
+
+export function useRunDelayed() {
+  return useInvalidating(
+    (id: string) => unwrap(client.POST(api.runDelayed, { params: { path: { job_id: id } } })),
+    scheduleKeys);
 }

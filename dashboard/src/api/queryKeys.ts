@@ -2,7 +2,7 @@
  * Every TanStack Query key of the dashboard. The live-events layer invalidates by these roots,
  * so a key spelled anywhere else would miss the updates.
  */
-import type { JobSearch } from "./types";
+import type { DeadFilter, JobSearch } from "./types";
 
 export const queryKeys = {
   /** Totals and the queues now: re-read as events arrive. */
@@ -19,4 +19,10 @@ export const queryKeys = {
   dlq: (queue: string, offset: number, limit: number) => ["dlq", queue, offset, limit] as const,
   dlqOf: (queue: string) => ["dlq", queue] as const,
   dlqRoot: ["dlq"] as const,
+  dlqFind: (queue: string, filter: DeadFilter, offset: number) => ["dlq", queue, "find", filter, offset] as const,
+  dlqRun: (id: string) => ["dlq-run", id] as const,
+  schedules: ["schedules"] as const,
+  /** A metrics range from the history store, read once per range (live reads only its tail). */
+  metrics: (queue: string, type: string, range: string) => ["metrics", queue, type, range] as const,
+  delayed: ["delayed"] as const,
 } as const;

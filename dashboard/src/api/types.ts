@@ -49,4 +49,10 @@ export const TERMINAL: ReadonlySet<JobStatus> = new Set(["completed", "dead", "c
 /** One running job in a worker's heartbeat (the API types it as a free-form object). */
 export type CurrentJob = { id: string; queue?: string; type?: string; attempt?: number; started?: number };
 
+export type DeadFilter = Body<Schemas["DeadFilter"], never>;
+export type DeadMatches = Schemas["DeadMatches"];
+export type TriageRun = Schemas["TriageRun"];
+export type Schedule = Schemas["ScheduleOut"];
+export type DelayedPage = Schemas["DelayedPage"];
+
 export type Role = "admin" | "producer" | "viewer";

@@ -23,6 +23,8 @@ export function Layout({ children }: { children: ReactNode }) {
     { to: routes.jobs, label: readsAll ? "Jobs" : "My jobs", show: true },
     { to: routes.deadLetters, label: "Dead letters", show: readsAll },
     { to: routes.workers, label: "Workers", show: readsAll },
+    { to: routes.schedules, label: "Schedules", show: readsAll },
+    { to: routes.metrics, label: "Metrics", show: readsAll },
     { to: routes.submit, label: "Submit", show: submits },
   ];
   return (

@@ -1,22 +1,26 @@
 /**
- * Dead letters: one queue's dead-letter queue, newest first; select jobs one by one or by a
- * filter over the page, then retry or purge them, or all of the queue's.
+ * Dead letters: one queue's dead-letter queue, filtered on the server (type, error text, time
+ * of death) with every match reachable page by page; retry or purge the selected jobs, or all
+ * N that match, with a confirmation and the run's progress.
  */
-import { useMemo, useState } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { Link, useNavigate, useParams } from "react-router";
 
 import { useDlqAction, type DlqAction } from "../../api/mutations";
-import { useDeadLetters, useQueues } from "../../api/queries";
-import type { Job, Queue } from "../../api/types";
+import { useDeadMatches, useJobTypes, useQueues } from "../../api/queries";
+import type { DeadFilter, Job, Queue } from "../../api/types";
 import { usePermissions } from "../../auth/AuthProvider";
 import { ConfirmButton } from "../../components/ConfirmButton/ConfirmButton";
 import { Notice, type NoticeValue } from "../../components/Notice/Notice";
-import { describeError, QueryState } from "../../components/QueryState/QueryState";
 import { Pager } from "../../components/Pager/Pager";
-import { formatCount, formatTime, shortId } from "../../format";
+import { describeError, QueryState } from "../../components/QueryState/QueryState";
+import { formatCount, formatTime, fromLocalInput, shortId } from "../../format";
 import { links } from "../../urls";
+import { TriageControls } from "./TriageControls";
 
 const PAGE = 50;
+/** Typing settles this long before the server is asked. */
+const DEBOUNCE_MS = 300;
 
 export function DeadLettersPage() {
   const { queue: chosen } = useParams();
@@ -30,7 +34,7 @@ export function DeadLettersPage() {
           return (
             <>
               <QueuePicker queues={data} current={queue} />
-              <DeadJobs key={queue} queue={queue} total={data.find((q) => q.name === queue)?.dead ?? 0} />
+              <DeadJobs key={queue} queue={queue} />
             </>
           );
         }}
@@ -52,28 +56,107 @@ function QueuePicker({ queues, current }: { queues: Queue[]; current: string }) 
   );
 }
 
-function DeadJobs({ queue, total }: { queue: string; total: number }) {
+type FilterInputs = { type: string; text: string; since: string; until: string };
+
+function toFilter(f: FilterInputs): DeadFilter {
+  const out: DeadFilter = {};
+  if (f.type) out.type = f.type;
+  if (f.text.trim()) out.text = f.text.trim();
+  const since = fromLocalInput(f.since);
+  const until = fromLocalInput(f.until);
+  if (since !== undefined) out.since_ms = since;
+  if (until !== undefined) out.until_ms = until;
+  return out;
+}
+
+function useDebounced<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    const timer = setTimeout(() => setSettled(value), ms);
+    return () => clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
+function DeadJobs({ queue }: { queue: string }) {
+  const [inputs, setInputs] = useState<FilterInputs>({ type: "", text: "", since: "", until: "" });
+  const filter = useDebounced(useMemo(() => toFilter(inputs), [inputs]), DEBOUNCE_MS);
   const [offset, setOffset] = useState(0);
-  const page = useDeadLetters(queue, offset, PAGE);
-  const [selected, setSelected] = useState<Set<string>>(new Set());
-  const [type, setType] = useState("");
-  const [text, setText] = useState("");
+  useEffect(() => setOffset(0), [filter]);
+  const page = useDeadMatches(queue, filter, offset, PAGE);
   const [notice, setNotice] = useState<NoticeValue>(null);
   const { administers } = usePermissions();
+  const matched = page.data?.matched ?? 0;
+  const filtered = Object.keys(filter).length > 0;
+
+  return (
+    <div>
+      <p data-testid="dlq-total">
+        <strong>{formatCount(page.data?.total)}</strong> dead jobs in <strong>{queue}</strong>
+        {filtered && <>; <strong data-testid="dlq-matched">{formatCount(page.data?.matched)}</strong> match the filter</>}.
+      </p>
+      <Notice notice={notice} />
+      <Filters inputs={inputs} onChange={setInputs} />
+      {administers && (
+        <TriageControls queue={queue} filter={filter} matched={matched} filtered={filtered}
+                        busy={page.isFetching} onNotice={setNotice} />
+      )}
+      <QueryState query={page} label="dead jobs" isEmpty={(p) => p.total === 0}
+                  empty={`The dead-letter queue of ${queue} is empty.`}>
+        {(data) => (
+          <>
+            <Selection queue={queue} jobs={data.items} selectable={administers} onNotice={setNotice} />
+            <Pager label="Dead jobs" page={offset / PAGE + 1} hasPrevious={offset > 0}
+                   hasNext={offset + PAGE < data.matched} busy={page.isFetching && page.isPlaceholderData}
+                   onPrevious={() => setOffset(Math.max(0, offset - PAGE))} onNext={() => setOffset(offset + PAGE)} />
+            <p className="muted small" data-testid="dlq-pages">
+              Page {offset / PAGE + 1} of {Math.max(1, Math.ceil(data.matched / PAGE))}
+            </p>
+          </>
+        )}
+      </QueryState>
+    </div>
+  );
+}
+
+function Filters({ inputs, onChange }: { inputs: FilterInputs; onChange: (f: FilterInputs) => void }) {
+  const types = useJobTypes();
+  const set = (name: keyof FilterInputs) => (e: { target: { value: string } }) =>
+    onChange({ ...inputs, [name]: e.target.value });
+  return (
+    <div className="card filters filters__row" role="group" aria-label="Filter dead jobs">
+      <label>Type
+        <select value={inputs.type} onChange={set("type")}>
+          <option value="">any</option>
+          {(types.data ?? []).map((t) => <option key={t.name}>{t.name}</option>)}
+        </select>
+      </label>
+      <label>Error contains
+        <input type="search" value={inputs.text} onChange={set("text")} />
+      </label>
+      <label>Died after
+        <input type="datetime-local" step={1} value={inputs.since} onChange={set("since")} />
+      </label>
+      <label>Died before
+        <input type="datetime-local" step={1} value={inputs.until} onChange={set("until")} />
+      </label>
+    </div>
+  );
+}
+
+/** The jobs on this page, with retry or purge of those ticked. */
+function Selection({ queue, jobs, selectable, onNotice }: {
+  queue: string; jobs: Job[]; selectable: boolean; onNotice: (n: NoticeValue) => void;
+}) {
+  const [selected, setSelected] = useState<Set<string>>(new Set());
   const action = useDlqAction();
-
-  const items = useMemo(() => page.data?.items ?? [], [page.data]);
-  const shown = items.filter((j) => (!type || j.type === type)
-    && (!text || (j.error ?? "").toLowerCase().includes(text.toLowerCase())));
-  const types = [...new Set(items.map((j) => j.type))].sort();
-  const chosen = [...selected].filter((id) => items.some((j) => j.id === id));
-
-  const run = (kind: DlqAction["action"], ids: string[] | "all") => action.mutate({ queue, action: kind, ids }, {
+  const chosen = [...selected].filter((id) => jobs.some((j) => j.id === id));
+  const run = (kind: DlqAction["action"]) => action.mutate({ queue, action: kind, ids: chosen }, {
     onSuccess: (r) => {
       setSelected(new Set());
-      setNotice({ kind: "ok", text: `${kind === "retry" ? "Requeued" : "Purged"} ${r.count} job${r.count === 1 ? "" : "s"} of ${r.queue}.` });
+      onNotice({ kind: "ok", text: `${kind === "retry" ? "Requeued" : "Purged"} ${r.count} job${r.count === 1 ? "" : "s"} of ${r.queue}.` });
     },
-    onError: (e) => setNotice({ kind: "error", text: describeError(e) }),
+    onError: (e) => onNotice({ kind: "error", text: describeError(e) }),
   });
   const toggle = (id: string, on: boolean) => {
     const next = new Set(selected);
@@ -81,50 +164,22 @@ function DeadJobs({ queue, total }: { queue: string; total: number }) {
     else next.delete(id);
     setSelected(next);
   };
-
   return (
-    <div>
-      <p data-testid="dlq-total"><strong>{formatCount(page.data?.total ?? total)}</strong> dead jobs in <strong>{queue}</strong>.</p>
-      <Notice notice={notice} />
-      <div className="card filters filters__row" role="group" aria-label="Filter dead jobs">
-        <label>Type
-          <select value={type} onChange={(e) => setType(e.target.value)}>
-            <option value="">any</option>
-            {types.map((t) => <option key={t}>{t}</option>)}
-          </select>
-        </label>
-        <label>Error contains
-          <input type="search" value={text} onChange={(e) => setText(e.target.value)} />
-        </label>
-        <button type="button" onClick={() => setSelected(new Set(shown.map((j) => j.id)))} disabled={shown.length === 0}>
-          Select {formatCount(shown.length)} shown
-        </button>
-        <button type="button" onClick={() => setSelected(new Set())} disabled={chosen.length === 0}>Clear selection</button>
-      </div>
-      {administers && (
-        <div className="actions" role="group" aria-label="Dead-letter actions">
+    <>
+      {selectable && (
+        <div className="actions" role="group" aria-label="Selected dead jobs">
+          <button type="button" onClick={() => setSelected(new Set(jobs.map((j) => j.id)))} disabled={jobs.length === 0}>
+            Select {formatCount(jobs.length)} on this page
+          </button>
+          <button type="button" onClick={() => setSelected(new Set())} disabled={chosen.length === 0}>Clear selection</button>
           <button type="button" className="button--primary" disabled={chosen.length === 0 || action.isPending}
-                  onClick={() => run("retry", chosen)}>Retry selected ({chosen.length})</button>
+                  onClick={() => run("retry")}>Retry selected ({chosen.length})</button>
           <ConfirmButton label={`Purge selected (${chosen.length})`} confirmLabel={`Confirm purge of ${chosen.length}`}
-                         danger disabled={chosen.length === 0 || action.isPending} onConfirm={() => run("purge", chosen)} />
-          <ConfirmButton label="Retry all" confirmLabel={`Confirm retry of all ${formatCount(total)}`}
-                         disabled={total === 0 || action.isPending} onConfirm={() => run("retry", "all")} />
-          <ConfirmButton label="Purge all" confirmLabel={`Confirm purge of all ${formatCount(total)}`} danger
-                         disabled={total === 0 || action.isPending} onConfirm={() => run("purge", "all")} />
+                         danger disabled={chosen.length === 0 || action.isPending} onConfirm={() => run("purge")} />
         </div>
       )}
-      <QueryState query={page} label="dead jobs" isEmpty={(p) => p.items.length === 0 && offset === 0}
-                  empty={`The dead-letter queue of ${queue} is empty.`}>
-        {(data) => (
-          <>
-            <DeadTable jobs={shown} selected={selected} onToggle={toggle} selectable={administers} />
-            <Pager label="Dead jobs" page={offset / PAGE + 1} hasPrevious={offset > 0}
-                   hasNext={offset + PAGE < data.total} busy={page.isFetching && page.isPlaceholderData}
-                   onPrevious={() => setOffset(Math.max(0, offset - PAGE))} onNext={() => setOffset(offset + PAGE)} />
-          </>
-        )}
-      </QueryState>
-    </div>
+      <DeadTable jobs={jobs} selected={selected} onToggle={toggle} selectable={selectable} />
+    </>
   );
 }
 
@@ -160,7 +215,7 @@ function DeadTable({ jobs, selected, onToggle, selectable }: {
           ))}
         </tbody>
       </table>
-      {jobs.length === 0 && <p className="state state--empty">No dead job on this page matches the filter.</p>}
+      {jobs.length === 0 && <p className="state state--empty">No dead job matches the filter.</p>}
     </div>
   );
 }

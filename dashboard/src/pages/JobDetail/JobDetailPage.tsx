@@ -17,6 +17,7 @@ import { StatusBadge } from "../../components/StatusBadge/StatusBadge";
 import { formatDuration, formatJson, formatTime } from "../../format";
 import { useLive } from "../../live/LiveProvider";
 import { links } from "../../urls";
+import { attemptView, currentError } from "./attempts";
 
 export function JobDetailPage() {
   const { jobId = "" } = useParams();
@@ -54,7 +55,7 @@ function JobView({ job, onNotice }: { job: Job; onNotice: (n: NoticeValue) => vo
           <div><dt>Type</dt><dd>{job.type}</dd></div>
           <div><dt>Queue</dt><dd>{job.queue}</dd></div>
           <div><dt>Priority</dt><dd>{job.priority}</dd></div>
-          <div><dt>Attempt</dt><dd data-testid="job-attempt">{job.attempt}{job.max_attempts ? ` of ${job.max_attempts}` : ""}</dd></div>
+          <div><dt>Attempt</dt><dd data-testid="job-attempt">{attemptView(job).text}</dd></div>
           <div><dt>Worker</dt><dd>{job.worker ?? "–"}</dd></div>
           <div><dt>Submitted</dt><dd>{formatTime(job.created_ms)}</dd></div>
           <div><dt>Due</dt><dd>{formatTime(job.due_ms)}</dd></div>
@@ -62,7 +63,7 @@ function JobView({ job, onNotice }: { job: Job; onNotice: (n: NoticeValue) => vo
           <div><dt>Finished</dt><dd>{formatTime(job.finished_ms)}</dd></div>
         </dl>
         {(running || job.progress != null) && <Progress job={job} />}
-        {job.error && <p className="error-text" data-testid="job-error">{job.error}</p>}
+        <JobError job={job} />
         <Actions job={job} onNotice={onNotice} />
       </div>
       <div className="detail__data">
@@ -86,6 +87,14 @@ function JobView({ job, onNotice }: { job: Job; onNotice: (n: NoticeValue) => vo
       )}
     </div>
   );
+}
+
+/** The job's error while it is current; a requeued job's last error reads as past. */
+function JobError({ job }: { job: Job }) {
+  const shown = currentError(job);
+  if (shown === null) return null;
+  if (shown.current) return <p className="error-text" data-testid="job-error">{shown.error}</p>;
+  return <p className="muted" data-testid="job-last-error">Last error, before it was queued again: {shown.error}</p>;
 }
 
 function Progress({ job }: { job: Job }) {
@@ -135,7 +144,7 @@ function Timeline({ attempts }: { attempts: Attempt[] }) {
       <h2 id="attempts-title">Attempts</h2>
       {attempts.length === 0 ? <p className="muted">No attempt has run yet.</p> : (
         <ol className="timeline" data-testid="attempts">
-          {attempts.map((a, i) => (
+          {attempts.map((a, i) => [
             <li key={`${a.attempt}-${i}`} className="timeline__item" data-outcome={a.outcome ?? "running"}>
               <div className="timeline__head">
                 <strong>Attempt {a.attempt}</strong>
@@ -151,8 +160,13 @@ function Timeline({ attempts }: { attempts: Attempt[] }) {
                   <pre className="code code--traceback">{a.traceback}</pre>
                 </details>
               )}
-            </li>
-          ))}
+            </li>,
+            (a.outcome === "dead" || a.outcome === "canceled") && i < attempts.length - 1 && (
+              <li key={`retried-${a.attempt}-${i}`} className="timeline__item timeline__item--retried" data-outcome="retried">
+                <span className="muted">Retried: a fresh budget of attempts from here</span>
+              </li>
+            ),
+          ])}
         </ol>
       )}
     </section>

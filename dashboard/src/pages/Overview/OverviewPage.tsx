@@ -8,6 +8,7 @@ import { Link } from "react-router";
 import { useQueues, useSeriesSeed, useStats, useWorkers } from "../../api/queries";
 import { useNow } from "../../components/Ago/Ago";
 import { LineChart } from "../../components/LineChart/LineChart";
+import { PausedQueues } from "../../components/PausedQueues/PausedQueues";
 import { ErrorState } from "../../components/QueryState/QueryState";
 import { StatCard } from "../../components/StatCard/StatCard";
 import { StatusBadge } from "../../components/StatusBadge/StatusBadge";
@@ -39,6 +40,7 @@ export function OverviewPage() {
     <section aria-labelledby="overview-title">
       <h1 id="overview-title">Overview</h1>
       {error && <ErrorState error={error} label="some of the numbers" />}
+      <PausedQueues queues={queueList} />
       <div className="cards">
         <StatCard testId="total-completed" label="Completed" value={formatCount(counts.completed)} />
         <StatCard testId="total-dead" label="Failed (dead)" value={formatCount(counts.dead)} />
