@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from conveyor.api.connguard import ConnectionGuard, guard_config
 from conveyor.api.factory import create_app
+from conveyor.api.ratelimit import parse_networks
+from conveyor.api.settings import ApiSettings
 from conveyor.api.wsproto import MAX_MESSAGE
 
 if TYPE_CHECKING:
@@ -53,7 +56,10 @@ class _Server(uvicorn.Server):
 class ApiServer:
     """The gateway app served by uvicorn on ``host:port`` (port 0: any free port, see
     ``.port``). ``start`` returns once it listens; ``stop`` shuts down gracefully (WebSocket
-    clients get close code 1012)."""
+    clients get close code 1012).
+
+    Connections are guarded (``conveyor.api.connguard``) with the app's ``ApiSettings``:
+    header deadline and size, connections per client IP; keep-alive is uvicorn's own."""
 
     def __init__(
         self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *,
@@ -62,11 +68,18 @@ class ApiServer:
         self.app = app
         self.host = host
         self.port = port
+        gateway = getattr(app.state, "gateway", None)
+        settings: ApiSettings = gateway.settings if gateway is not None else ApiSettings()
         options: dict[str, Any] = {
             "log_level": log_level, "proxy_headers": False, "server_header": False,
             "ws_max_size": MAX_MESSAGE, "lifespan": "on", "timeout_graceful_shutdown": 5,
+            "http": "httptools", "timeout_keep_alive": settings.keepalive_timeout_seconds,
             **uvicorn_options}
         config = uvicorn.Config(app, host=host, port=port, **options)
+        self.guard = ConnectionGuard(
+            settings.header_timeout_seconds, settings.max_header_bytes,
+            settings.max_connections_per_ip, parse_networks(settings.trusted_proxies))
+        guard_config(config, self.guard)
         self.server = _Server(config, handle_signals)
         self.task: asyncio.Task[None] | None = None
 

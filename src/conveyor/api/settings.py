@@ -59,6 +59,16 @@ class ApiSettings(BaseSettings):
         "30/s", description="Limit per client IP for the dashboard's files and the docs (429)"
     )
     metrics_public: bool = Field(True, description="Serve /metrics without an API key")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers, from the "
+        "connection's start or the next request's first byte (408, then closed)")
+    max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Largest request line and headers (431, then closed)")
+    keepalive_timeout_seconds: int = Field(
+        5, ge=1, description="Idle time before a kept-alive connection is closed")
+    max_connections_per_ip: int = Field(
+        256, ge=1, description="Open connections per client IP, WebSockets included (503, "
+        "then closed); trusted proxies are exempt")
     idempotency_scope: Literal["key", "tenant"] = Field(
         "key", description="Whose Idempotency-Keys are one namespace: each API key's, or each "
         "tenant's (keys created with --tenant; a key without one is a tenant of its own)")
