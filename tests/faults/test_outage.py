@@ -18,9 +18,10 @@ import pytest
 from chaos.ticks import account
 
 from chaos import redis_faults
-from tests.faults.rig import LEASE, Rig, wait_for
+from tests.faults.rig import FAST, LEASE, Rig, wait_for
 
 REFIRE_S = 8.0
+DEFAULT_LIVENESS = {k: v for k, v in FAST.items() if k.startswith("backoff")}
 
 
 @pytest.mark.timeout(120)
@@ -41,8 +42,10 @@ def test_worker_comes_back_after_a_long_outage(rig: Rig) -> None:
 
 @pytest.mark.timeout(150)
 def test_cron_fires_again_after_a_long_outage_and_accounts_for_every_tick(rig: Rig) -> None:
-    worker, _ = rig.worker(concurrency=10)
-    scheduler = rig.scheduler()
+    # Production liveness (lease 30 s, heartbeat TTL 5 s): no cron job's lease runs out in
+    # the outage, so none may run twice.
+    worker, _ = rig.worker(concurrency=10, settings=DEFAULT_LIVENESS)
+    scheduler = rig.scheduler(settings=DEFAULT_LIVENESS)
     wait_for(lambda: len(rig.tick_runs()) >= 3, 30, "the cron job to run")
     down = rig.redis_ms()
 
