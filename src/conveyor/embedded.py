@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 
 class ServerNotFound(RuntimeError):
@@ -68,7 +69,11 @@ def port_is_free(port: int) -> bool:
 
 @dataclass
 class RedisServer:
-    """One server process on a loopback port that can be killed, paused and restarted."""
+    """One server process on a loopback port that can be killed, paused and restarted.
+
+    ``password``: clients must AUTH (``requirepass``); ``url`` carries it. ``own_session``:
+    the server does not share the caller's process group, so a Ctrl-C at the terminal
+    reaches only the caller, which stops the server last (``conveyor up``)."""
 
     binary: str
     data_dir: Path
@@ -76,10 +81,13 @@ class RedisServer:
     aof: bool = True
     extra: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    password: str | None = None
+    own_session: bool = False
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         self.port = self.port or free_port()
@@ -92,7 +100,10 @@ class RedisServer:
             "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "server.log"), *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=self.own_session)
         self._wait_ready(timeout)
         return self
 
@@ -111,6 +122,11 @@ class RedisServer:
     def _ping(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                if self.password:
+                    s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n"
+                              % (len(self.password.encode()), self.password.encode()))
+                    if not s.recv(64).startswith(b"+OK"):
+                        return False
                 s.sendall(b"PING\r\n")
                 return s.recv(64).startswith(b"+PONG")
         except OSError:
