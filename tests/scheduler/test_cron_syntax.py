@@ -9,6 +9,7 @@ import itertools
 import pytest
 
 from conveyor import Conveyor
+from conveyor.connect import strs
 from conveyor.errors import ValidationError
 from conveyor.scheduler.cron import Schedule, check_cron, parse_schedule
 from conveyor.scheduler.service import Scheduler
@@ -43,7 +44,7 @@ def test_a_bad_field_is_named(expression: str, field: str) -> None:
 
 @pytest.mark.parametrize("expression", ["* * * *", "* * * * * * *", "@sometimes"])
 def test_the_wrong_shape_says_what_a_cron_expression_is(expression: str) -> None:
-    with pytest.raises(ValueError, match="(seconds first|cron nickname)"):
+    with pytest.raises(ValueError, match=r"(seconds first|cron nickname)"):
         check_cron(expression)
 
 
@@ -64,7 +65,7 @@ async def test_a_real_scheduler_fires_every_two_seconds(app: Conveyor) -> None:
     await asyncio.sleep(7.5)  # a wall-clock span is what this test is about
     scheduler.stop()
     await task
-    ids = await app.redis.lrange(app.keys.queue("cron").ready("normal"), 0, -1)
+    ids = strs(await app.redis.lrange(app.keys.queue("cron").ready("normal"), 0, -1))
     jobs = [await app.get_job(i) for i in ids]
     ticks = sorted({job.meta["tick"] for job in jobs if job is not None})
     assert len(ticks) >= 3, ticks
