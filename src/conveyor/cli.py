@@ -1,4 +1,10 @@
-"""The ``conveyor`` command line (typer + rich)."""
+"""The ``conveyor`` command line (typer + rich).
+
+Exit status: 0 ok, 1 a runtime error (Redis unreachable, a job that failed...), 2 bad input
+(also an unknown job id or schedule, and a destructive command without a terminal to confirm
+on and without ``--yes``), 3 a wait that timed out (``enqueue --wait``). List commands take
+``--json``; off a terminal their tables print whole, ids never cut.
+"""
 
 from __future__ import annotations
 
@@ -9,40 +15,87 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from conveyor import inspect as views
-from conveyor.cli_support import app_or_exit, console, err, run, set_redis_wait
-from conveyor.errors import ConveyorError, ValidationError
+from conveyor.cli_schedules import schedules_cli
+from conveyor.cli_support import (
+    EXIT_BAD_INPUT,
+    EXIT_RUNTIME,
+    EXIT_TIMEOUT,
+    app_or_exit,
+    confirm_or_exit,
+    console,
+    err,
+    plain_help,
+    print_json,
+    run,
+    set_redis_wait,
+    show,
+)
+from conveyor.errors import ConveyorError, InvalidState, JobFailed, JobNotFound, ValidationError
+from conveyor.job import JobInfo
 from conveyor.logs import setup_logging
 
+plain_help()
 cli = typer.Typer(help="Conveyor: a distributed job scheduler on Redis.", no_args_is_help=True)
 dlq_cli = typer.Typer(help="Inspect and steer a queue's dead-letter queue.", no_args_is_help=True)
 cli.add_typer(dlq_cli, name="dlq")
+cli.add_typer(schedules_cli, name="schedules")
 
 AppArg = Annotated[str, typer.Argument(help="Your app as module:attribute, e.g. myapp:app")]
-AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app")]
+AppOpt = Annotated[str | None, typer.Option("--app", metavar="APP",
+                                            help="module:attribute of your app")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (full ids, every field)")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="The job's id")]
 
 # Seconds a command keeps trying to reach Redis before it exits 1 (cli_support): a long-lived
 # process rides out a server that is still starting; once running it survives outages.
-# ``up`` brings its own server and ``api`` reports Redis on /readyz: no check.
+# ``up`` brings its own server: no check.
 REDIS_WAIT: dict[str, float | None] = {"worker": 6.0, "scheduler": 6.0, "recorder": 6.0,
-                                      "up": None, "api": None}
+                                      "api": 6.0, "demo": 6.0, "up": None}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"conveyor {package_version()}")
+        raise typer.Exit()
+
+
+def package_version() -> str:
+    """The installed distribution's version (the package's own when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("conveyor")
+    except PackageNotFoundError:
+        from conveyor import __version__
+
+        return __version__
 
 
 @cli.callback()
-def _command(ctx: typer.Context) -> None:
+def _command(
+    ctx: typer.Context,
+    _: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                    help="Print the version and exit")] = False,
+) -> None:
     set_redis_wait(REDIS_WAIT.get(ctx.invoked_subcommand or "", 0.0))
 
 
 def _mount_gateway_commands() -> None:
     from conveyor.api.commands import api_command, keys_cli
+    from conveyor.up import rotate_admin_command
 
     cli.command("api")(api_command)
+    keys_cli.command("rotate-admin")(rotate_admin_command)
     cli.add_typer(keys_cli, name="keys")
 
 
@@ -53,9 +106,12 @@ def main() -> None:
 
 
 def _fail(exc: Exception) -> typer.Exit:
+    """Print a command's error; the exit to raise: 2 for bad input (an unknown id too), 1
+    for what went wrong at run time (a job in the wrong state, a job that failed)."""
     field = f" ({exc.field})" if isinstance(exc, ValidationError) else ""
-    err.print(f"[red]error{field}:[/red] {exc}")
-    return typer.Exit(2)
+    err.print(f"[red]error{field}:[/red] {escape(str(exc))}")
+    runtime = isinstance(exc, InvalidState | JobFailed)
+    return typer.Exit(EXIT_RUNTIME if runtime else EXIT_BAD_INPUT)
 
 
 @cli.command()
@@ -91,17 +147,51 @@ def worker(
 
 @cli.command()
 def up(
-    app: Annotated[str | None, typer.Argument(help="module:attribute (default: demo jobs)")] = None,
+    app: Annotated[str | None, typer.Argument(metavar="[APP]", help="module:attribute "
+                                              "(default: the demo jobs)")] = None,
     port: Annotated[int, typer.Option(help="API and dashboard port")] = 8000,
     host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",
     concurrency: Annotated[int, typer.Option(min=1, help="Worker concurrency")] = 20,
-    demo_rate: Annotated[float, typer.Option(help="Demo rounds submitted per second")] = 0.0,
+    demo_rate: Annotated[float, typer.Option(
+        min=0, help="Without an APP: demo rounds (about 5 jobs, some retried, some dead) "
+        "submitted per second, after a first burst; 0: the burst only")] = 1.0,
+    grace: Annotated[float | None, typer.Option(
+        min=0, help="Seconds the worker gets to finish its jobs on SIGTERM or Ctrl-C "
+        "(default: CONVEYOR_GRACE_SECONDS); everything is stopped a few seconds later")] = None,
+    rotate_admin_key: Annotated[bool, typer.Option(
+        "--rotate-admin-key", help="Make a new admin key (kept in .conveyor/admin.key)")] = False,
 ) -> None:
-    """Run everything in one process on embedded defaults (private Redis, SQLite history)."""
+    """Run everything on embedded defaults: a private Redis (with a password), then the API,
+    a worker and the scheduler as supervised processes of their own (restarted if they die),
+    and, without an APP, a steady flow of demo jobs. SIGTERM or Ctrl-C stops them all."""
     from conveyor.up import UpOptions, run_up
 
-    run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,
-                          demo_rate=demo_rate)))
+    code = run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,
+                                demo_rate=demo_rate, grace=grace,
+                                rotate_admin_key=rotate_admin_key)))
+    raise typer.Exit(code)
+
+
+@cli.command(hidden=True)
+def demo(
+    rate: Annotated[float, typer.Option(min=0, help="Rounds per second after the burst")] = 1.0,
+    burst: Annotated[int, typer.Option(min=0, help="Rounds submitted at once first")] = 20,
+) -> None:
+    """Submit demo jobs (``conveyor up`` runs this when no APP is given)."""
+    from conveyor import demo as demo_jobs
+
+    the_app = app_or_exit("conveyor.demo:app")
+
+    async def go() -> None:
+        try:
+            await demo_jobs.produce(the_app, rate=0, rounds=burst)
+            if rate > 0:
+                await demo_jobs.produce(the_app, rate=rate, start=burst)
+        finally:
+            await the_app.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(go())
 
 
 @cli.command()
@@ -126,34 +216,140 @@ def enqueue(
     the_app = app_or_exit(app)
 
     async def go() -> None:
-        handle = await the_app.enqueue(
-            type, parsed, queue=queue, priority=priority, delay=delay,
-            max_attempts=max_attempts, idempotency_key=idempotency_key)
-        console.print(handle.id if handle.created else f"{handle.id} (existing)")
-        if wait is not None:
-            console.print_json(orjson.dumps(await handle.result(timeout=wait)).decode())
-        await the_app.close()
+        try:
+            handle = await the_app.enqueue(
+                type, parsed, queue=queue, priority=priority, delay=delay,
+                max_attempts=max_attempts, idempotency_key=idempotency_key)
+            console.print(handle.id if handle.created else f"{handle.id} (existing)")
+            if wait is not None:
+                console.print_json(orjson.dumps(await handle.result(timeout=wait)).decode())
+        finally:
+            await the_app.close()
 
     try:
         run(go())
-    except (ConveyorError, TimeoutError) as exc:
+    except TimeoutError:
+        err.print(f"[yellow]timed out:[/yellow] no result within {wait}s; the job goes on "
+                  "(see `conveyor job ID`)")
+        raise typer.Exit(EXIT_TIMEOUT) from None
+    except ConveyorError as exc:
         raise _fail(exc) from None
 
 
 @cli.command()
-def status(app: AppOpt = None) -> None:
-    """Queue depths per priority, delayed, active and dead; live workers."""
+def job(job_id: IdArg, as_json: JsonOpt = False, app: AppOpt = None) -> None:
+    """A job's status, its attempts with their errors, and its result."""
     the_app = app_or_exit(app)
 
-    async def go() -> tuple[list[views.QueueStats], list[views.WorkerInfo]]:
+    async def go() -> JobInfo | None:
         try:
-            return await views.queue_stats(the_app), await views.workers(the_app)
+            return await the_app.get_job(job_id)
         finally:
             await the_app.close()
 
-    queues, workers = run(go())
-    console.print(_queue_table(queues))
-    console.print(_worker_table(workers))
+    info = run(go())
+    if info is None:
+        raise _fail(JobNotFound(job_id))
+    if as_json:
+        print_json(info.model_dump(mode="json"))
+        return
+    _print_job(info)
+
+
+def _print_job(info: JobInfo) -> None:
+    lines = [f"job      {info.id}", f"type     {info.type}  (queue {info.queue}, priority "
+             f"{info.priority})", f"status   {info.status}  (attempt {info.attempt} of "
+             f"{info.max_attempts})"]
+    for name, ms in (("created", info.created_ms), ("started", info.started_ms),
+                     ("finished", info.finished_ms)):
+        if ms:
+            lines.append(f"{name:<8} {datetime.fromtimestamp(ms / 1000, UTC).isoformat()}")
+    if info.progress is not None and info.status == "active":
+        lines.append(f"progress {info.progress:.0%} {info.progress_message or ''}".rstrip())
+    lines += [f"attempt {e.attempt}: {e.type}: {e.message}".rstrip(": ") for e in info.errors]
+    if info.status == "completed":
+        lines.append(f"result   {orjson.dumps(info.result).decode()}")
+    elif info.error and not info.errors:
+        lines.append(f"error    {info.error}")
+    for line in lines:
+        console.print(line, markup=False, highlight=False)
+
+
+@cli.command()
+def cancel(job_id: IdArg, app: AppOpt = None) -> None:
+    """Cancel a job: at once if it waits, on its worker within moments if it runs."""
+    the_app = app_or_exit(app)
+
+    async def go() -> str:
+        try:
+            return await the_app.cancel(job_id)
+        finally:
+            await the_app.close()
+
+    try:
+        outcome = run(go())
+    except ConveyorError as exc:
+        raise _fail(exc) from None
+    console.print(f"{job_id} {outcome.replace('_', ' ')}")
+
+
+@cli.command()
+def retry(job_id: IdArg, app: AppOpt = None) -> None:
+    """Queue a dead or canceled job again, with a fresh attempt budget."""
+    the_app = app_or_exit(app)
+
+    async def go() -> None:
+        try:
+            await the_app.retry(job_id)
+        finally:
+            await the_app.close()
+
+    try:
+        run(go())
+    except ConveyorError as exc:
+        raise _fail(exc) from None
+    console.print(f"{job_id} queued again")
+
+
+@cli.command()
+def status(as_json: JsonOpt = False, app: AppOpt = None) -> None:
+    """Queue depths; workers with the health of their loops; schedulers (which one leads);
+    jobs that no live worker can run."""
+    the_app = app_or_exit(app)
+
+    async def go() -> Overview:
+        try:
+            return Overview(await views.queue_stats(the_app), await views.workers(the_app),
+                            await views.schedulers(the_app), await views.unrunnable(the_app))
+        finally:
+            await the_app.close()
+
+    overview = run(go())
+    if as_json:
+        print_json(overview.as_json())
+        return
+    show(_queue_table(overview.queues))
+    show(_worker_table(overview.workers))
+    show(_scheduler_table(overview.schedulers))
+    if overview.unrunnable:
+        show(_unrunnable_table(overview.unrunnable))
+
+
+@dataclass
+class Overview:
+    queues: list[views.QueueStats]
+    workers: list[views.WorkerInfo]
+    schedulers: list[views.SchedulerInfo]
+    unrunnable: list[views.Unrunnable]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queues": [q.model_dump() for q in self.queues],
+            "workers": [w.model_dump() | {"stuck_loops": w.stuck_loops} for w in self.workers],
+            "schedulers": [s.model_dump() | {"stuck_loops": s.stuck_loops}
+                           for s in self.schedulers],
+            "unrunnable": [u.model_dump() for u in self.unrunnable],
+        }
 
 
 def _queue_table(queues: list[views.QueueStats]) -> Table:
@@ -170,18 +366,49 @@ def _queue_table(queues: list[views.QueueStats]) -> Table:
 
 def _worker_table(workers: list[views.WorkerInfo]) -> Table:
     table = Table(title="Workers")
-    for col in ("worker", "queues", "running", "processed", "failed", "alive"):
+    for col in ("worker", "queues", "running", "processed", "failed", "stalls", "loops",
+                "alive"):
         table.add_column(col)
     for w in workers:
         table.add_row(w.id, ",".join(w.queues), f"{len(w.current)}/{w.concurrency}",
-                      str(w.processed), str(w.failed), "yes" if w.alive else "[red]no[/red]")
+                      str(w.processed), str(w.failed), str(w.stalls), _loops(w),
+                      "yes" if w.alive else "[red]no[/red]")
+    return table
+
+
+def _loops(process: views.WorkerInfo | views.SchedulerInfo) -> str:
+    if process.stuck_loops:
+        return f"[red]stuck: {', '.join(process.stuck_loops)}[/red]"
+    return f"{len(process.loops)} ok" if process.loops else "-"
+
+
+def _scheduler_table(schedulers: list[views.SchedulerInfo]) -> Table:
+    table = Table(title="Schedulers")
+    for col in ("scheduler", "leader", "token", "loops"):
+        table.add_column(col)
+    for s in schedulers:
+        table.add_row(s.owner, "[green]yes[/green]" if s.leading else "no", str(s.token),
+                      _loops(s))
+    return table
+
+
+def _unrunnable_table(rows: list[views.Unrunnable]) -> Table:
+    table = Table(title="Jobs no live worker can run")
+    for col in ("queue", "type", "waiting", "why"):
+        table.add_column(col)
+    for u in rows:
+        why = ("no live worker serves the queue" if not u.workers else
+               f"none of the {u.workers} live worker(s) of the queue has this type"
+               if u.in_catalog else "no worker ever registered this type (a typo?)")
+        table.add_row(u.queue, u.type, str(u.waiting), why)
     return table
 
 
 @dlq_cli.command("list")
 def dlq_list(
     queue: Annotated[str, typer.Argument(help="Queue name")],
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Most jobs shown")] = 50,
+    as_json: JsonOpt = False,
     app: AppOpt = None,
 ) -> None:
     """The newest dead jobs of a queue with their last error."""
@@ -197,18 +424,23 @@ def dlq_list(
         jobs = run(go())
     except ConveyorError as exc:
         raise _fail(exc) from None
+    if as_json:
+        print_json([job.model_dump(mode="json") for job in jobs])
+        return
     table = Table(title=f"Dead letters of {queue}")
-    for col in ("id", "type", "attempts", "error"):
+    table.add_column("id", no_wrap=True)
+    for col in ("type", "attempts", "error"):
         table.add_column(col)
     for job in jobs:
-        table.add_row(job.id, job.type, str(job.attempt), (job.error or "")[:100])
-    console.print(table)
+        table.add_row(job.id, job.type, str(job.attempt), escape((job.error or "")[:100]))
+    show(table)
 
 
 @dlq_cli.command("retry")
 def dlq_retry(
     queue: Annotated[str, typer.Argument(help="Queue name")],
-    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these jobs")] = None,
+    ids: Annotated[list[str] | None, typer.Option("--id", metavar="ID", help="Only these "
+                                                  "jobs (repeat --id for more)")] = None,
     app: AppOpt = None,
 ) -> None:
     """Queue dead jobs again (all, or those given with --id)."""
@@ -218,13 +450,15 @@ def dlq_retry(
 @dlq_cli.command("purge")
 def dlq_purge(
     queue: Annotated[str, typer.Argument(help="Queue name")],
-    ids: Annotated[list[str] | None, typer.Option("--id", help="Only these jobs")] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False,
+    ids: Annotated[list[str] | None, typer.Option("--id", metavar="ID", help="Only these "
+                                                  "jobs (repeat --id for more)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation "
+                                      "(needed without a terminal)")] = False,
     app: AppOpt = None,
 ) -> None:
-    """Delete dead jobs (all, or those given with --id)."""
-    if not yes and not ids and sys.stdin.isatty():
-        typer.confirm(f"Delete every dead job of {queue}?", abort=True)
+    """Delete dead jobs for good (all, or those given with --id); asks first."""
+    what = f"{len(ids)} dead job(s)" if ids else "EVERY dead job"
+    confirm_or_exit(f"Delete {what} of {queue}?", yes)
     _dlq_action(app, queue, ids, retry=False)
 
 
@@ -318,13 +552,13 @@ def recover(
         plans = run(go())
     except RecorderBehind as exc:
         err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     ready = [p for p in plans if p.held_back is None]
     held = [p for p in plans if p.held_back is not None]
-    console.print(_plan_table(("Re-enqueued" if apply else "Would re-enqueue (dry run; "
+    show(_plan_table(("Re-enqueued" if apply else "Would re-enqueue (dry run; "
                                "--apply to do it)") + f": {len(ready)} job(s)", ready))
     if held:
-        console.print(_plan_table(f"Not re-enqueued, unknown: history has a gap: {len(held)} "
+        show(_plan_table(f"Not re-enqueued, unknown: history has a gap: {len(held)} "
                                   "job(s) (--include-gaps to re-enqueue them)", held))
         err.print(f"[yellow]{held[0].held_back}[/yellow]")
 

@@ -1,7 +1,9 @@
 """What every CLI module shares: the event loop runner, loading the app or exiting, and
 checking that Redis answers before a command starts.
 
-Exit status: 0 done, 1 a runtime error (Redis unreachable, ...), 2 bad input. A command
+Exit status: 0 done, 1 a runtime error (Redis unreachable, a job that failed, ...), 2 bad
+input (a malformed argument, an unknown job id or schedule), 3 a wait that timed out
+(``enqueue --wait``). A command
 that needs Redis first pings it with short socket timeouts (``set_redis_wait`` says how
 long to keep trying: a one-shot command tries once, a worker or scheduler a few seconds),
 so an unreachable server, refused or silent, ends the command within seconds with one
@@ -11,16 +13,20 @@ message naming the URL (password hidden) and the fix, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+import orjson
 import typer
+import typer.core
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from conveyor.app import Conveyor
 from conveyor.connect import make_redis, redact, set_client_defaults
@@ -28,11 +34,14 @@ from conveyor.loader import AppNotFound, load_app
 from conveyor.supervise import describe, is_transient
 
 T = TypeVar("T")
-console = Console()
-err = Console(stderr=True)
+# Off a terminal (a file, a pipe, a container log) a message is one line, never wrapped at
+# 80 columns nor padded with spaces.
+console = Console(soft_wrap=not sys.stdout.isatty())
+err = Console(stderr=True, soft_wrap=not sys.stderr.isatty())
 
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
+EXIT_TIMEOUT = 3
 ATTEMPT_TIMEOUT = 3.0  # connect and read timeout of one check: a silent server fails too
 # The clients of a one-shot command: a server that goes silent mid-command fails it within
 # seconds (no command blocks longer than 5 s: ``JobHandle.result`` reads in 5 s slices).
@@ -122,3 +131,57 @@ def unreachable(url: str, exc: BaseException) -> typer.Exit:
     err.print("Start Redis (or `conveyor up`), or set CONVEYOR_REDIS_URL to where it runs.",
               soft_wrap=True)
     return typer.Exit(EXIT_RUNTIME)
+
+
+def show(table: Table) -> None:
+    """Print a table: fitted to a terminal, or whole off one (no id or value cut short)."""
+    if console.is_terminal:
+        console.print(table)
+    else:
+        Console(file=sys.stdout, width=100_000, soft_wrap=True).print(table, crop=False)
+
+
+def print_json(data: Any) -> None:
+    """One JSON document on stdout (for ``--json``): plain, never wrapped or coloured."""
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    sys.stdout.flush()
+
+
+def confirm_or_exit(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, a destructive command needs ``--yes`` (exit 2)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        err.print(f"error: {question} Not asked without a terminal: add --yes to confirm.")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    typer.confirm(question, abort=True)
+
+
+def plain_help() -> None:
+    """Help that reads like every other CLI's (``--id TEXT``, ``QUEUE``), not typer's
+    ``<list[str]>`` / ``{queue}`` placeholders, which read as code to type."""
+    typer.core.TyperArgument.display_name_raw = property(  # type: ignore[method-assign,assignment]
+        lambda self: self.metavar or (self.name or "").upper())
+    typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
+    typer.core.TyperOption.display_type = _option_type  # type: ignore[method-assign,assignment]
+
+    def usage_name(self: typer.core.TyperArgument) -> str:
+        name = str(self.display_name_raw) + ("..." if self.nargs != 1 else "")
+        return name if self.required else f"[{name}]"
+
+    typer.core.TyperArgument._usage_display_name = usage_name  # type: ignore[method-assign]
+
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH"}
+
+
+def _option_type(self: typer.core.TyperOption, ctx: Any) -> str:
+    if self.is_flag:
+        return ""
+    if self.metavar:
+        return str(self.metavar)
+    desc = self.type_descriptor
+    if desc.is_choice and desc.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+    bare = self.bare_type().removeprefix("list[").removesuffix("]")
+    return _TYPE_NAMES.get(bare, bare.upper())

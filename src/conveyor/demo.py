@@ -59,10 +59,13 @@ async def submit_round(target: Conveyor, i: int) -> None:
     await target.enqueue_many(specs)
 
 
-async def produce(target: Conveyor, rate: float, rounds: int | None = None) -> None:
-    """Keep submitting demo rounds, ``rate`` rounds a second (forever when ``rounds`` is None)."""
-    i = 0
-    while rounds is None or i < rounds:
+async def produce(
+    target: Conveyor, rate: float, rounds: int | None = None, start: int = 0
+) -> None:
+    """Keep submitting demo rounds, ``rate`` rounds a second (forever when ``rounds`` is None),
+    numbered from ``start``."""
+    i = start
+    while rounds is None or i < start + rounds:
         await submit_round(target, i)
         i += 1
         if rate > 0:
