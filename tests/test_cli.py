@@ -338,3 +338,13 @@ async def test_a_taken_port_is_one_short_line_off_a_terminal(any_redis: RedisSer
     assert any("choose another --port" in line for line in lines), out
     assert all(line == line.rstrip() for line in out.splitlines()), repr(out)
     assert len(out) < 1000, len(out)
+
+
+async def test_keys_list_json_shows_no_hash(any_redis: RedisServer) -> None:
+    status, out, _ = await conveyor(any_redis.url, "keys", "create", "--role", "viewer",
+                                    "--name", "cli-test")
+    assert status == 0, out
+    status, out, _ = await conveyor(any_redis.url, "keys", "list", "--json")
+    keys = orjson.loads(out)
+    assert status == 0 and [k["name"] for k in keys] == ["cli-test"], out
+    assert "sha256" not in keys[0]

@@ -23,7 +23,7 @@ from conveyor.api.ratelimit import parse_rate
 from conveyor.api.server import serve
 from conveyor.app import Conveyor
 from conveyor.broker.keys import check_name
-from conveyor.cli_support import app_or_exit, console, err, run
+from conveyor.cli_support import app_or_exit, console, err, print_json, run, show
 
 keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -106,7 +106,10 @@ def keys_create(
 
 
 @keys_cli.command("list")
-def keys_list(app: AppOpt = None) -> None:
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    app: AppOpt = None,
+) -> None:
     """The keys (ids, roles, limits; never the keys themselves)."""
     the_app = app_or_exit(app)
 
@@ -116,15 +119,19 @@ def keys_list(app: AppOpt = None) -> None:
         finally:
             await the_app.close()
 
+    records = run(go())
+    if as_json:
+        print_json([r.model_dump(mode="json", exclude={"sha256"}) for r in records])
+        return
     table = Table(title="API keys")
     for col in ("id", "role", "tenant", "rate", "name", "created"):
         table.add_column(col)
-    for record in run(go()):
+    for record in records:
         created = (datetime.fromtimestamp(record.created_ms / 1000, UTC)
                    .isoformat(timespec="seconds") if record.created_ms else "-")
         table.add_row(record.id, record.role.value, record.tenant or "-",
                       record.rate or "(default)", record.name, created)
-    console.print(table)
+    show(table)
 
 
 @keys_cli.command("revoke")
