@@ -78,7 +78,7 @@ bench-scale: setup bench-wrk
 
 # Where the time goes: per-script server time (SLOWLOG) and py-spy of producer and worker.
 bench-profile: setup bench-peers
-	$(BIN)/python bench/profile.py $(BENCH_ARGS)
+	$(BIN)/python bench/profile_bench.py $(BENCH_ARGS)
 
 # The long fault-injection run (the CI tier runs inside make test).
 chaos: setup

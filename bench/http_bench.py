@@ -151,6 +151,9 @@ def http_table(runs: dict[str, list[dict[str, Any]]], opts: argparse.Namespace) 
         return median([r[key] for r in runs[name]])
 
     health, single = m("healthz", "rps"), m("single", "rps")
+    # Per repetition, single / healthz of that repetition: load swings between them cancel.
+    ratio = median([s["rps"] / h["rps"] for s, h in zip(runs["single"], runs["healthz"],
+                                                          strict=True)])
     bulk_jobs = m("bulk", "rps") * opts.batch
     table = Table(f"HTTP: wrk, {opts.connections} connections, {opts.seconds:g} s a phase, "
                   f"median of {opts.reps}, `conveyor api` (uvicorn), admin key",
@@ -161,14 +164,15 @@ def http_table(runs: dict[str, list[dict[str, Any]]], opts: argparse.Namespace) 
               "100 %", "-", "-")
     table.add("POST /api/jobs (single)", f"{single:,.0f}", f"{single:,.0f}",
               f"{m('single', 'p50'):.1f}", f"{m('single', 'p99'):.1f}",
-              sum(r["non2xx"] for r in runs["single"]), f"{single / health:.0%}",
-              ">= 80 % of /healthz", mark(single / health >= 0.8))
+              sum(r["non2xx"] for r in runs["single"]), f"{ratio:.0%}",
+              ">= 80 % of /healthz", mark(ratio >= 0.8))
     table.add(f"POST /api/jobs/bulk ({opts.batch:,}/request)", f"{m('bulk', 'rps'):,.1f}",
               f"{bulk_jobs:,.0f}", f"{m('bulk', 'p50'):.0f}", f"{m('bulk', 'p99'):.0f}",
               sum(r["non2xx"] for r in runs["bulk"]), "-", ">= 40,000 jobs/s",
               mark(bulk_jobs >= 40_000))
     table.notes.append('body {"type": "small", "args": {"n": 1}}; wrk -t 2 on the same 2 '
-                       "cores as the server and Redis.")
+                       "cores as the server and Redis; vs /healthz: median of the "
+                       "per-repetition ratios.")
     return table
 
 

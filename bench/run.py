@@ -55,7 +55,10 @@ def main() -> None:
         with opts.markdown.open("a") as f:
             f.write(f"{line}\n\n")
     for name in opts.tables:
-        TABLES[name].main(opts, opts.markdown)
+        try:
+            TABLES[name].main(opts, opts.markdown)
+        except Exception as exc:  # one table failing (src/ mid-edit, a server) spares the rest
+            print(f"\n{name} table: not run: {type(exc).__name__}: {exc}", flush=True)
     print(f"\nall tables in {(time.monotonic() - started) / 60:.1f} min; load average now "
           f"{__import__('os').getloadavg()[0]:.1f}")
 
