@@ -605,11 +605,12 @@ class Driver:
         return out
 
     async def requeues(
-        self, runs: list[Execution]
+        self, runs: list[Execution], after_ms: int = 10_000
     ) -> dict[tuple[str, int], tuple[int, str, str]]:
         """The 'requeued' events (Redis ms, worker, reason) of the leases of ``runs``, read
-        from the queue's events stream in the time windows around them."""
-        spans = sorted((int(e.start * 1000) - 1000, int((e.end or e.start) * 1000) + 10_000)
+        from the queue's events stream in the time windows around them (up to ``after_ms``
+        after each run ended: a lease is requeued at most that long after)."""
+        spans = sorted((int(e.start * 1000) - 1000, int((e.end or e.start) * 1000) + after_ms)
                        for e in runs)
         windows: list[list[int]] = []
         for lo, hi in spans:
