@@ -34,16 +34,17 @@ from bench.peers.driver import stop
 
 PYSPY = str(PEERS_VENV / "bin" / "py-spy")
 RATE = 250  # py-spy samples per second
-# Innermost-frame file -> what it is, first match wins.
-PARTS = [("/redis/", "redis-py"), ("hiredis", "redis-py"), ("/pydantic", "pydantic"),
+# Innermost frame's file (as py-spy names it, relative to sys.path) -> what it is.
+PARTS = [("redis/", "redis-py"), ("hiredis", "redis-py"), ("pydantic", "pydantic"),
          ("conveyor/submit.py", "conveyor submit (checks, ids, encoding)"),
          ("conveyor/registry.py", "conveyor argument validation"),
          ("conveyor/broker/", "conveyor broker (script args, replies)"),
          ("conveyor/worker/", "conveyor worker"), ("conveyor/api/", "conveyor api"),
-         ("conveyor/", "conveyor other"), ("/uvicorn/", "uvicorn"), ("/starlette/", "starlette"),
-         ("/fastapi/", "fastapi"), ("/asyncio/", "asyncio"), ("uvloop", "uvloop"),
-         ("orjson", "orjson"), ("/json/", "json"), ("/logging/", "logging"),
-         ("/uuid.py", "uuid"), ("bench/", "bench harness")]
+         ("conveyor/", "conveyor other"), ("uvicorn/", "uvicorn"), ("starlette/", "starlette"),
+         ("fastapi/", "fastapi"), ("asyncio/", "asyncio"), ("uvloop", "uvloop"),
+         ("opentelemetry", "opentelemetry"), ("trace/", "opentelemetry"), ("orjson", "orjson"),
+         ("json/", "json"), ("logging/", "logging"), ("uuid.py", "uuid"),
+         ("bench/", "bench harness"), ("_weakrefset", "weakref"), ("re/", "re")]
 
 
 def script_names() -> dict[str, str]:
@@ -75,17 +76,21 @@ def latency_events(client: Any) -> str:
 
 
 def part_of(frame: str) -> str:
-    return next((name for pattern, name in PARTS if pattern in frame), "other: " + frame[:60])
+    path = frame[frame.rfind("(") + 1:]
+    return next((name for prefix, name in PARTS if path.startswith(prefix)),
+                "other: " + frame[:60])
 
 
-def summarise(raw: Path) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
-    """Samples, by package of the innermost frame, and the top innermost functions."""
+def summarise(raw: Path, must: str = "") -> tuple[int, list[tuple[str, int]],
+                                                    list[tuple[str, int]]]:
+    """Samples, by package of the innermost frame, and the top innermost functions; start-up
+    (imports) left out, and with ``must`` only the stacks inside that function."""
     parts: collections.Counter[str] = collections.Counter()
     funcs: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+        if not count.isdigit() or "_find_and_load" in stack or must not in stack:
             continue
         inner = stack.split(";")[-1]
         parts[part_of(inner)] += int(count)
@@ -111,8 +116,9 @@ def detach(proc: subprocess.Popen[bytes]) -> None:
 
 
 def report(title: str, wall_us: float, jobs: int, raw: Path,
-           server: list[tuple[str, int, float]] | None, latency: str = "") -> None:
-    total, parts, funcs = summarise(raw) if raw.exists() else (0, [], [])
+           server: list[tuple[str, int, float]] | None, latency: str = "",
+           must: str = "") -> None:
+    total, parts, funcs = summarise(raw, must) if raw.exists() else (0, [], [])
     cpu_us = total / RATE / max(1, jobs) * 1e6
     print(f"\n== {title}: {wall_us:,.1f} us per job (wall, under the profiler), "
           f"{cpu_us:,.1f} us CPU per job in the sampled process ({total:,} samples)")
@@ -128,13 +134,38 @@ def report(title: str, wall_us: float, jobs: int, raw: Path,
         print(f"   LATENCY LATEST: {latency}")
 
 
+def short_path(path: str) -> str:
+    """An absolute file name as py-spy prints it (relative to its sys.path entry)."""
+    for cut in ("site-packages/", "/src/", "python3.11/", "/cv-bench/", "/main/"):
+        if cut in path:
+            return path.split(cut, 1)[1]
+    return path
+
+
 def producer(url: str, phase: str, n: int) -> None:
-    """Child mode: one phase of the Conveyor driver, timed; prints the seconds."""
+    """Child mode: one phase of the Conveyor driver, run twice: clean (wall and CPU time
+    per job), then under cProfile timed by CPU time (so time spent waiting for a core on a
+    loaded machine is not counted) for the shares. Prints JSON."""
+    import cProfile
+    import pstats
+
     from bench.core import ConveyorDriver
 
     d = ConveyorDriver(url)
-    took = d.single(n) if phase == "single" else d.bulk(n, 1000)
-    print(json.dumps({"seconds": took}))
+
+    def run() -> float:
+        d.fresh()
+        return d.single(n) if phase == "single" else d.bulk(n, 1000)
+
+    cpu = time.process_time()
+    took = run()
+    cpu = time.process_time() - cpu
+    prof = cProfile.Profile(time.process_time)
+    prof.runcall(run)
+    parts: collections.Counter[str] = collections.Counter()
+    for (file, line, func), row in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+        parts[part_of(f"{func} ({short_path(file)}:{line})")] += row[2]  # tottime
+    print(json.dumps({"seconds": took, "cpu": cpu, "parts": parts.most_common(14)}))
 
 
 def profile_producer(url: str, client: Any, shas: dict[str, str], phase: str, n: int,
@@ -146,9 +177,19 @@ def profile_producer(url: str, client: Any, shas: dict[str, str], phase: str, n:
                            "--nonblocking", "-o", str(raw), "--", sys.executable, __file__,
                            "--producer", phase, url, str(n)],
                           capture_output=True, text=True, check=False)
-    seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-    report(f"{phase} enqueue ({n:,} jobs, producer process)", seconds / n * 1e6, n, raw,
-           server_side(client, shas), latency_events(client))
+    line = next((x for x in done.stdout.splitlines() if x.startswith('{"seconds"')), None)
+    if line is None:
+        raise RuntimeError(f"the profiled producer failed: {done.stdout[-500:]}"
+                           f"{done.stderr[-1500:]}")
+    res = json.loads(line)
+    report(f"{phase} enqueue ({n:,} jobs, producer process, py-spy)", res["seconds"] / n * 1e6,
+           n, raw, server_side(client, shas), latency_events(client),
+           must=f"{phase} (bench/core.py")
+    total = sum(t for _, t in res["parts"]) or 1.0
+    print(f"   clean run: {res['seconds'] / n * 1e6:,.1f} us wall, {res['cpu'] / n * 1e6:,.1f} "
+          "us CPU per job; cProfile (CPU-time timer) shares of that CPU:")
+    for name, t in res["parts"]:
+        print(f"   {t / total:6.1%}  {t / total * res['cpu'] / n * 1e6:8.1f} us  {name}")
 
 
 def profile_worker(url: str, client: Any, shas: dict[str, str], n: int, tmp: Path) -> None:
@@ -163,13 +204,16 @@ def profile_worker(url: str, client: Any, shas: dict[str, str], n: int, tmp: Pat
         spy = attach(worker.pid, raw)
         client.slowlog_reset()
         d.enqueue_drain(n)
+        cpu = process_cpu(worker.pid)
         start, end = d.wait_stamp(60), d.wait_stamp(300)
+        cpu = process_cpu(worker.pid) - cpu
         detach(spy)
     finally:
         stop(worker)
     wall = (end[1] - start[1]) / (n - 1) * 1e6 if start and end else float("nan")
-    report(f"drain ({n:,} jobs, worker process; the bulk enqueue of the jobs overlaps)", wall,
-           n, raw, server_side(client, shas), latency_events(client))
+    report(f"drain ({n:,} jobs, worker process, py-spy)", wall, n, raw,
+           server_side(client, shas), latency_events(client))
+    print(f"   worker process CPU (psutil): {cpu / n * 1e6:,.1f} us per job")
 
 
 def profile_api(url: str, client: Any, shas: dict[str, str], seconds: float,
@@ -185,17 +229,27 @@ def profile_api(url: str, client: Any, shas: dict[str, str], seconds: float,
             client.slowlog_reset()
             raw = tmp / f"api-{name}.txt"
             spy = attach(pid, raw)
+            cpu = process_cpu(pid)
             res = wrk(base + path, key, seconds, 32, "POST", body)
+            cpu = process_cpu(pid) - cpu
             detach(spy)
             jobs = res["requests"] * per
             report(f"HTTP {name} POST {path} ({res['rps'] * per:,.0f} jobs/s under the "
-                   "profiler, API process)", res["us"] / max(1, jobs), jobs, raw,
+                   "profiler, API process, py-spy)", res["us"] / max(1, jobs), jobs, raw,
                    server_side(client, shas), latency_events(client))
+            print(f"   API process CPU (psutil): {cpu / max(1, jobs) * 1e6:,.1f} us per job")
+
+
+def process_cpu(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def main(opts: argparse.Namespace) -> None:
     shas = script_names()
-    with fresh_redis() as server, tempfile.TemporaryDirectory() as tmp:
+    with fresh_redis() as server, tempfile.TemporaryDirectory(prefix="cv-prof-") as tmp:
         import redis
 
         client = redis.Redis.from_url(server.url)
