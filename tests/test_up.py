@@ -126,9 +126,12 @@ def folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def submit_and_wait(api: httpx.Client, n: int, timeout: float = 20.0) -> dict[str, Any]:
-    response = api.post("/api/jobs", json={"type": "demo.fast", "args": {"n": n}})
-    assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
+    def submitted() -> str | None:  # a 503 while Redis comes back is tried again
+        response = api.post("/api/jobs", json={"type": "demo.fast", "args": {"n": n}})
+        assert response.status_code in (201, 503), response.text
+        return str(response.json()["id"]) if response.status_code == 201 else None
+
+    job_id = wait_for(submitted, timeout, "the job to be accepted")
 
     def done() -> dict[str, Any] | None:
         job: dict[str, Any] = api.get(f"/api/jobs/{job_id}").json()
@@ -176,6 +179,20 @@ def test_up_supervises_each_role_in_its_own_process_over_a_private_password(
 
             wait_for(new_worker, 15, "the worker to be started again")
             assert submit_and_wait(api, 8)["result"] == 64
+
+            # So is a killed private Redis: same port, password and data (the AOF).
+            roles["redis"].kill()
+
+            def redis_back() -> bool:
+                server = up.children().get("redis")
+                if server is None or server.pid == roles["redis"].pid:
+                    return False
+                with contextlib.suppress(redis.RedisError):
+                    return bool(redis.Redis.from_url(url).ping())
+                return False
+
+            wait_for(redis_back, 20, "the private Redis to be started again")
+            assert submit_and_wait(api, 9, timeout=30)["result"] == 81
         procs = list(up.children().values())
         seconds = up.stop()
         assert up.proc.returncode == 0, up.log.read_text()

@@ -147,7 +147,7 @@ def worker(
 
 @cli.command()
 def up(
-    app: Annotated[str | None, typer.Argument(metavar="[APP]", help="module:attribute "
+    app: Annotated[str | None, typer.Argument(metavar="APP", help="module:attribute "
                                               "(default: the demo jobs)")] = None,
     port: Annotated[int, typer.Option(help="API and dashboard port")] = 8000,
     host: Annotated[str, typer.Option(help="API bind address")] = "127.0.0.1",

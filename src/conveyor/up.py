@@ -10,9 +10,9 @@
    at a lower CPU priority (nice 5), so job load cannot starve the API. They inherit stdout
    and stderr: on a terminal their logs use rich's layout, anywhere else one line per record
    (``conveyor.logs``).
-3. A child that dies is started again after a backoff (0.5 s, doubling up to 10 s, back to
-   0.5 s once it lived a minute). A child that exits 2 (bad input, e.g. no such app) stops
-   everything: starting it again would not help.
+3. A child that dies (the private server too) is started again after a backoff (0.5 s,
+   doubling up to 10 s, back to 0.5 s once it lived a minute). A child that exits 2 (bad
+   input, e.g. no such app) stops everything: starting it again would not help.
 4. SIGTERM or SIGINT (Ctrl-C) is forwarded once, as SIGTERM, to every child. The worker gets
    its grace period to finish its jobs; whatever still runs ``STOP_MARGIN`` seconds after
    that is killed. A second signal kills the children at once. The server stops last.
@@ -328,9 +328,31 @@ async def _supervise(opts: UpOptions, server: RedisServer | None, app: object) -
         loop.add_signal_handler(sig, sup.on_signal)
     loop.add_signal_handler(signal.SIGHUP, _reload_key, sup)
     running = asyncio.create_task(sup.run())
+    keeper = asyncio.create_task(_keep_server(server, sup)) if server else None
     if await _api_ready(opts, running):
         _banner(opts, url, key, server, sup, _jobs(app))
-    return await running
+    try:
+        return await running
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+
+
+async def _keep_server(server: RedisServer, sup: Supervisor) -> None:
+    """Start the private server again (same port, password and AOF) if it dies."""
+    backoff = BACKOFF_FIRST
+    while server.proc is not None:
+        code = await asyncio.to_thread(server.proc.wait)  # returns when it exits
+        if sup.stopping.is_set():
+            return
+        log.warning("the private Redis exited with status %s; starting it again in %.1fs",
+                    code, backoff)
+        await asyncio.sleep(backoff)  # the backoff itself
+        try:
+            server.start()
+        except (RuntimeError, TimeoutError) as exc:
+            log.error("the private Redis did not start again: %s", exc)
+        backoff = min(backoff * 2, BACKOFF_CAP)
 
 
 def _reload_key(sup: Supervisor) -> None:
