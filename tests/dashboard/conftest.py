@@ -144,7 +144,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = cwd / "conveyor-up.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "up", "--port", str(port)],
+            # One demo burst, no steady flow: the pages under test hold still.
+            [sys.executable, "-m", "conveyor", "up", "--port", str(port), "--demo-rate", "0"],
             cwd=cwd, env=env, stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
