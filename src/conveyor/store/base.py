@@ -22,6 +22,8 @@ from conveyor.store.events import Event
 from conveyor.store.fold import Doc, Transform, folder, group_by_job, new_life
 
 SortField = Literal["submitted_ms", "updated_ms", "finished_ms"]
+ArgValue = str | int | float | bool | None  # an argument value a search can match exactly
+ARGS_SCAN_ROWS = 20_000  # jobs an argument search looks through per page (SQLite), at most
 SORT_FIELDS: tuple[str, ...] = ("submitted_ms", "updated_ms", "finished_ms")
 EQUALITY_FILTERS = ("queue", "tenant", "api_key_id")  # JobQuery fields matched exactly
 ANY_OF_FILTERS = ("type",)  # JobQuery fields that list the values to match (any of them)
@@ -143,6 +145,10 @@ class JobQuery(BaseModel):
     descending: bool = True
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = None
+    id_prefix: str | None = Field(None, min_length=1, max_length=64)  # indexed (the id key)
+    # Equality on top-level arguments: a bounded scan of the ARGS_SCAN_ROWS jobs that match
+    # the other filters, in sort order from the cursor (narrow those to look further back).
+    args: dict[str, ArgValue] | None = None
 
     @field_validator("type", mode="before")
     @classmethod

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel, InsertOne, ReplaceOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -22,6 +23,7 @@ from pymongo.write_concern import WriteConcern
 
 from conveyor.store.base import (
     DAY_MS,
+    ArgValue,
     Gap,
     JobPage,
     JobQuery,
@@ -184,7 +186,9 @@ class MongoStore(Store):
         cursor = self.jobs.find(search_filter(query), SUMMARY_PROJECTION)
         cursor = cursor.sort([(query.sort, direction), ("_id", direction)]).limit(query.limit)
         items = [StoredJob.from_doc(from_mongo(d), with_attempts=False) async for d in cursor]
-        return JobPage(items=items, next_cursor=next_cursor(items, query))
+        page_cursor = next_cursor(items, query)  # before confirming args: the scan goes on
+        items = [j for j in items if args_match(j, query.args)]
+        return JobPage(items=items, next_cursor=page_cursor)
 
     async def count_by_status(self, queue: str | None = None) -> dict[str, int]:
         match: Mongo = {"deleted_ms": None}
@@ -275,6 +279,9 @@ def search_filter(q: JobQuery) -> Mongo:
         clauses.append({name: values[0] if len(values) == 1 else {"$in": values}})
     if q.text:
         clauses.append({"error_text": {"$regex": re.escape(q.text), "$options": "i"}})
+    if q.id_prefix:
+        clauses.append({"_id": {"$regex": "^" + re.escape(q.id_prefix)}})  # a prefix: indexed
+    clauses += [{"args": {"$regex": _arg_pattern(k, v)}} for k, v in (q.args or {}).items()]
     col = q.sort
     if col == "finished_ms":
         clauses.append({col: {"$ne": None}})
@@ -287,6 +294,18 @@ def search_filter(q: JobQuery) -> Mongo:
         op = "$lt" if q.descending else "$gt"
         clauses.append({"$or": [{col: {op: value}}, {col: value, "_id": {op: job_id}}]})
     return {"$and": clauses}
+
+
+def _arg_pattern(key: str, value: ArgValue) -> str:
+    """``"key": value`` as the JSON of the arguments spells it: a prefilter the search
+    confirms on the decoded arguments (the key may also be nested)."""
+    return (re.escape(orjson.dumps(key).decode()) + r"\s*:\s*"
+            + re.escape(orjson.dumps(value).decode()) + r"\s*[,}]")
+
+
+def args_match(job: StoredJob, args: dict[str, ArgValue] | None) -> bool:
+    return not args or all(k in job.args and job.args[k] == v and type(job.args[k]) is type(v)
+                           for k, v in args.items())
 
 
 def _ended(d: Mongo, since_ms: int, interval_ms: int) -> tuple[int, str, int | None]:

@@ -14,6 +14,7 @@ import orjson
 
 from conveyor.job import Status
 from conveyor.store.base import (
+    ARGS_SCAN_ROWS,
     SORT_FIELDS,
     Gap,
     JobPage,
@@ -25,6 +26,7 @@ from conveyor.store.base import (
     check_series,
     decode_cursor,
     empty_counts,
+    encode_cursor,
     next_cursor,
 )
 from conveyor.store.fold import DOC_DEFAULTS, DOC_FIELDS, UNFINISHED, Doc, Transform
@@ -262,12 +264,22 @@ class SqliteStore(Store):
         return StoredJob.from_doc(row_to_doc(FULL_COLUMNS, row)) if row else None
 
     async def search(self, query: JobQuery) -> JobPage:
-        sql, params = search_sql(query, fts=self._fts)
+        bound = await self._args_bound(query) if query.args else None
+        sql, params = search_sql(query, fts=self._fts, bound=bound)
         async with self._reader.execute(sql, params) as cur:
             rows = await cur.fetchall()
         items = [StoredJob.from_doc(row_to_doc(SUMMARY_COLUMNS, r), with_attempts=False)
                  for r in rows]
-        return JobPage(items=items, next_cursor=next_cursor(items, query))
+        cursor = next_cursor(items, query)
+        if cursor is None and bound is not None:  # the scan stopped before the page filled
+            cursor = encode_cursor(*bound)
+        return JobPage(items=items, next_cursor=cursor)
+
+    async def _args_bound(self, query: JobQuery) -> tuple[int, str] | None:
+        sql, params = args_bound_sql(query, fts=self._fts)
+        async with self._reader.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return (int(row[0] or 0), str(row[1])) if row else None
 
     async def count_by_status(self, queue: str | None = None) -> dict[str, int]:
         sql = f"SELECT status, COUNT(*) FROM jobs {LIVE}"
@@ -416,7 +428,8 @@ _ENCODE.update(dict.fromkeys(JSON_COLUMNS, _json_text), cancel_requested=int)
 _DECODE.update(dict.fromkeys(JSON_COLUMNS, _json_value), cancel_requested=bool)
 
 
-def search_sql(q: JobQuery, fts: bool = True) -> tuple[str, list[Any]]:
+def search_sql(q: JobQuery, fts: bool = True,
+               bound: tuple[int, str] | None = None) -> tuple[str, list[Any]]:
     """The SELECT for a search: the page is chosen on ``jobs`` alone (filters, keyset cursor,
     order, limit), and only its rows are joined with their ``job_docs``.
 
@@ -430,7 +443,9 @@ def search_sql(q: JobQuery, fts: bool = True) -> tuple[str, list[Any]]:
     order = "DESC" if q.descending else "ASC"
     tail = f"ORDER BY {col} {order}, id {order} LIMIT ?"
     statuses = [s.value for s in q.status or []]
-    if len(statuses) <= 1:
+    if q.args:
+        page, page_params = _args_page(q, where, params, statuses, tail, bound)
+    elif len(statuses) <= 1:
         if statuses:
             where, params = [*where, "status = ?"], [*params, statuses[0]]
         page = f"SELECT {', '.join(NARROW)} FROM jobs WHERE {' AND '.join(where)} {tail}"
@@ -444,6 +459,37 @@ def search_sql(q: JobQuery, fts: bool = True) -> tuple[str, list[Any]]:
            f"{', '.join('d.' + c for c in SUMMARY_WIDE)} FROM ({page}) AS p "
            f"JOIN job_docs d ON d.id = p.id ORDER BY p.{col} {order}, p.id {order}")
     return sql, page_params
+
+
+def _args_page(q: JobQuery, where: list[str], params: list[Any], statuses: list[str],
+               tail: str, bound: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """The page of an argument search: the jobs that pass the other filters, walked in sort
+    order down to ``bound`` (the ``ARGS_SCAN_ROWS``-th of them), whose arguments match."""
+    if statuses:
+        where, params = [*where, f"status IN ({_marks(statuses)})"], [*params, *statuses]
+    if bound is not None:
+        where = [*where, f"({q.sort}, id) {'>=' if q.descending else '<='} (?, ?)"]
+        params = [*params, *bound]
+    checks, values = [], []
+    for key, value in (q.args or {}).items():
+        checks.append("json_extract(a.args, ?) IS ?")
+        values += [f'$."{key}"', int(value) if isinstance(value, bool) else value]
+    match = (f"EXISTS (SELECT 1 FROM job_docs a WHERE a.id = jobs.id "
+             f"AND {' AND '.join(checks)})")
+    page = f"SELECT {', '.join(NARROW)} FROM jobs WHERE {' AND '.join([*where, match])} {tail}"
+    return page, [*params, *values, q.limit]
+
+
+def args_bound_sql(q: JobQuery, fts: bool = True) -> tuple[str, list[Any]]:
+    """The sort value and id of the ``ARGS_SCAN_ROWS``-th job that passes the filters of an
+    argument search but its arguments: where the page's scan stops."""
+    where, params = _search_filters(q, fts)
+    statuses = [s.value for s in q.status or []]
+    if statuses:
+        where, params = [*where, f"status IN ({_marks(statuses)})"], [*params, *statuses]
+    order = "DESC" if q.descending else "ASC"
+    return (f"SELECT {q.sort}, id FROM jobs WHERE {' AND '.join(where)} ORDER BY {q.sort} "
+            f"{order}, id {order} LIMIT 1 OFFSET {ARGS_SCAN_ROWS - 1}", params)
 
 
 def _search_filters(q: JobQuery, fts: bool) -> tuple[list[str], list[Any]]:
@@ -461,6 +507,9 @@ def _search_filters(q: JobQuery, fts: bool) -> tuple[list[str], list[Any]]:
     elif q.text:
         where.append("error_text LIKE ? ESCAPE '\\'")
         params.append(f"%{_escape_like(q.text)}%")
+    if q.id_prefix:
+        where.append("id >= ? AND id < ?")
+        params += [q.id_prefix, q.id_prefix + "\U0010ffff"]
     if q.sort == "finished_ms":
         where.append("finished_ms IS NOT NULL")
     if q.since_ms is not None:

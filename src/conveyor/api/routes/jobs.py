@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
-from conveyor.api import views
+from conveyor.api import argsearch, views
 from conveyor.api.deps import (
     IDEMPOTENCY_HEADER,
     Admin,
@@ -88,6 +88,7 @@ async def submit_bulk(sub: ManyJobs) -> Response:
 @router.get("", response_model=JobPageOut, summary="Search the job history",
             responses=READ_ERRORS)
 async def search(
+    request: Request,
     call: Caller,
     status: Annotated[list[Status] | None, Query(description="Any of these statuses")] = None,
     queue: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
@@ -100,10 +101,18 @@ async def search(
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    id_prefix: Annotated[str | None, Query(pattern=NAME_PATTERN,
+                                           description="Jobs whose id starts so")] = None,
+    arg: Annotated[list[str] | None, Query(
+        max_length=5, description="key=value: equality on a top-level argument (also "
+        "?args.key=value); JSON scalars, else strings. Looks through 20,000 jobs that "
+        "match the other filters per page: an empty page may have a next_cursor")] = None,
 ) -> JobPageOut:
+    args = argsearch.parse(request.query_params.multi_items(), arg)
     query = {"status": status, "queue": queue, "type": type, "text": text,
              "since_ms": since_ms, "until_ms": until_ms, "sort": sort,
-             "descending": order == "desc", "limit": limit, "cursor": cursor}
+             "descending": order == "desc", "limit": limit, "cursor": cursor,
+             "id_prefix": id_prefix, "args": args}
     page = await views.search(call.store, call.principal, query)
     return JobPageOut(items=[JobOut.from_stored(j) for j in page.items],
                       next_cursor=page.next_cursor)
