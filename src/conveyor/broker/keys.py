@@ -27,6 +27,7 @@ Cluster slot::
     {cv}:workers                   ZSET   worker id -> last heartbeat (ms, Redis time)
     {cv}:worker:<id>               HASH   worker info (host, pid, queues, counts, current jobs,
                                           the health of its loops)
+    {cv}:worker:<id>:quiet         STRING set: the worker claims nothing new (operators' "quiet")
     {cv}:schedulers                ZSET   scheduler owner -> last status (ms)
     {cv}:scheduler:<owner>         HASH   a scheduler's status and loop health (short TTL)
     {cv}:catalog                   HASH   job type -> JSON (queue, schema, defaults)
@@ -151,6 +152,10 @@ class GlobalKeys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.tag}:worker:{worker_id}"
+
+    def worker_quiet(self, worker_id: str) -> str:
+        """Present while the worker is asked to claim no new job (it finishes its own)."""
+        return f"{self.tag}:worker:{worker_id}:quiet"
 
     def scheduler(self, owner: str) -> str:
         """A scheduler's status (its loops' health), with a short TTL."""

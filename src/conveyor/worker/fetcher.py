@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from conveyor.connect import make_redis
@@ -20,6 +21,8 @@ class Fetcher:
     """Responsibilities: take free slots, claim up to that many jobs in one script call,
     give back what the claim did not fill, start the jobs, and otherwise block on the
     queue's marker (BZPOPMIN) until a job is submitted or the next delayed one is due.
+    While the worker's quiet flag is set (``keys.worker_quiet``) it claims nothing and looks
+    again every ``block_seconds``: the running jobs finish, no new one starts.
 
     The blocking connection's socket timeout is just past the longest block, so a
     connection that stops answering (the wedge after a fail-over) raises; the supervisor
@@ -36,6 +39,7 @@ class Fetcher:
         self.stop = stop
         self.claiming = False
         self.marker = app.keys.queue(queue).marker
+        self.quiet = app.keys.glob.worker_quiet(worker_id)
 
     def _blocking_client(self) -> Redis:
         return make_redis(self.settings.redis_url, blocking_timeout=self.settings.block_seconds,
@@ -52,6 +56,13 @@ class Fetcher:
     async def _step(self, blocker: Redis, health: LoopHealth) -> None:
         async with health.idle():
             want = await self.slots.take(self.settings.claim_batch)
+        if await self.app.redis.exists(self.quiet):  # an operator asked: claim nothing new
+            self.slots.give(want)
+            health.ok()
+            async with health.idle():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), self.settings.block_seconds)
+            return
         # Marked: shutdown never cancels a claim between Redis leasing the jobs and this
         # worker starting them (they would sit leased until the lease ran out).
         self.claiming = True
