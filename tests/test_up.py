@@ -321,3 +321,25 @@ def test_up_answers_under_load_and_stops_within_its_grace(folder: Path) -> None:
     assert seconds < STOP_LIMIT and up.proc.returncode == 0, (seconds, up.proc.returncode)
     alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, alive
+
+
+def test_a_taken_port_stops_up_at_once_but_time_wait_does_not(folder: Path) -> None:
+    from conveyor.up import _port_taken
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the API listens
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _ = listener.accept()
+            conn.close()  # the server side closes first: its socket waits in TIME_WAIT
+            client.recv(1)
+        assert _port_taken("127.0.0.1", port)
+        refused = subprocess.run(
+            [sys.executable, "-m", "conveyor", "up", "--port", str(port)], cwd=folder,
+            capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode == 2, refused
+        assert "choose another --port" in refused.stdout + refused.stderr, refused
+        assert not (folder / ".conveyor" / "redis.url").exists()  # nothing was started
+    assert not _port_taken("127.0.0.1", port)  # only TIME_WAIT is left on it

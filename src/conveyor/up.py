@@ -34,6 +34,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -142,6 +143,19 @@ def start_private_server() -> RedisServer:
     return server
 
 
+def _port_taken(host: str, port: int) -> bool:
+    """Whether the API could not listen on ``host:port``: bound as the API binds it
+    (SO_REUSEADDR), so the connections a previous ``up`` left in TIME_WAIT do not count."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def _saved_port() -> int:
     # Reuse the last port so clients that remember the URL find the server again.
     with contextlib.suppress(OSError, ValueError, IndexError):
@@ -207,6 +221,9 @@ class Supervisor:
             await child.start()
         watchers = [asyncio.create_task(self._watch(c), name=c.name) for c in self.children]
         await self.stopping.wait()
+        began = time.monotonic()
+        log.info("stopping: SIGTERM sent to %s (killed after %.0fs)",
+                 ", ".join(c.name for c in self.children), self.stop_after)
         try:
             async with asyncio.timeout(self.stop_after):
                 await asyncio.gather(*(c.proc.wait() for c in self.children if c.proc))
@@ -218,6 +235,7 @@ class Supervisor:
             task.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
         await asyncio.gather(*(c.proc.wait() for c in self.children if c.proc))
+        log.info("every child stopped in %.1fs", time.monotonic() - began)
         return self.exit_code
 
     def on_signal(self) -> None:
@@ -297,8 +315,9 @@ async def run_up(opts: UpOptions) -> int:
     except AppNotFound as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         return EXIT_BAD_INPUT
-    if not port_is_free(opts.port) and opts.host in ("127.0.0.1", "localhost", "0.0.0.0"):
-        console.print(f"[red]error:[/red] port {opts.port} is taken (choose another --port)")
+    if _port_taken(opts.host, opts.port):
+        console.print(f"[red]error:[/red] {opts.host}:{opts.port} is taken (choose another "
+                      "--port)")
         return EXIT_BAD_INPUT
     try:
         server = None if "CONVEYOR_REDIS_URL" in os.environ else start_private_server()
@@ -309,8 +328,10 @@ async def run_up(opts: UpOptions) -> int:
         return await _supervise(opts, server, app)
     finally:
         if server is not None:
+            began = time.monotonic()
             server.stop()
             URL_FILE.unlink(missing_ok=True)
+            log.info("private Redis stopped in %.1fs", time.monotonic() - began)
         PID_FILE.unlink(missing_ok=True)
 
 
