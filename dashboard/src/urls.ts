@@ -27,6 +27,8 @@ export const api = {
   delayed: "/api/delayed",
   runDelayed: "/api/delayed/{job_id}/run",
   workers: "/api/workers",
+  quietWorker: "/api/workers/{worker_id}/quiet",
+  resumeWorker: "/api/workers/{worker_id}/resume",
   types: "/api/types",
   stats: "/api/stats",
   docs: "/docs",

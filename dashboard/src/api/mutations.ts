@@ -102,3 +102,11 @@ export function useRunDelayed() {
     (id: string) => unwrap(client.POST(api.runDelayed, { params: { path: { job_id: id } } })),
     scheduleKeys);
 }
+
+/** Quiet a worker (it claims nothing new and finishes its jobs), or resume it. */
+export function useQuietWorker() {
+  return useInvalidating(
+    ({ id, quiet }: { id: string; quiet: boolean }) =>
+      unwrap(client.POST(quiet ? api.quietWorker : api.resumeWorker, { params: { path: { worker_id: id } } })),
+    () => [queryKeys.workers]);
+}

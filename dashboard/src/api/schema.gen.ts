@@ -463,6 +463,43 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/workers/{worker_id}/quiet": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Quiet a worker
+         * @description It claims no new job and finishes those it runs (until resumed, or 7 days).
+         */
+        post: operations["quiet_api_workers__worker_id__quiet_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/workers/{worker_id}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resume a quiet worker */
+        post: operations["resume_api_workers__worker_id__resume_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1352,8 +1389,8 @@ export interface components {
              */
             state: string;
         };
-        /** WorkerInfo */
-        WorkerInfo: {
+        /** WorkerOut */
+        WorkerOut: {
             /**
              * Alive
              * @default true
@@ -1412,6 +1449,12 @@ export interface components {
              * @default []
              */
             queues: string[];
+            /**
+             * Quiet
+             * @description Asked to claim no new job (it finishes its own)
+             * @default false
+             */
+            quiet: boolean;
             /**
              * Stale
              * @default 0
@@ -2055,6 +2098,10 @@ export interface operations {
                 order?: "asc" | "desc";
                 limit?: number;
                 cursor?: string | null;
+                /** @description Jobs whose id starts so */
+                id_prefix?: string | null;
+                /** @description key=value: equality on a top-level argument (also ?args.key=value); JSON scalars, else strings. Looks through 20,000 jobs that match the other filters per page: an empty page may have a next_cursor */
+                arg?: string[] | null;
             };
             header?: never;
             path?: never;
@@ -4099,7 +4146,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WorkerInfo"][];
+                    "application/json": components["schemas"]["WorkerOut"][];
                 };
             };
             /** @description Missing or unknown API key */
@@ -4113,6 +4160,180 @@ export interface operations {
             };
             /** @description The key's role may not do this */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; see Retry-After and RateLimit-* headers */
+            429: {
+                headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Redis or the history store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    quiet_api_workers__worker_id__quiet_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The worker's id */
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerOut"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such job or queue */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input; `field` names it */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Rate limited; see Retry-After and RateLimit-* headers */
+            429: {
+                headers: {
+                    /** @description Requests allowed in a burst */
+                    "RateLimit-Limit"?: string;
+                    /** @description The limit and its window, e.g. 100;w=1 */
+                    "RateLimit-Policy"?: string;
+                    /** @description Requests left now */
+                    "RateLimit-Remaining"?: string;
+                    /** @description Seconds until the limit is fully replenished */
+                    "RateLimit-Reset"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Redis or the history store is unavailable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    resume_api_workers__worker_id__resume_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The worker's id */
+                worker_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkerOut"];
+                };
+            };
+            /** @description Missing or unknown API key */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role may not do this */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No such job or queue */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Invalid input; `field` names it */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };

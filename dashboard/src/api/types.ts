@@ -18,7 +18,7 @@ export type SubmittedJob = Schemas["SubmittedJob"];
 export type Queue = Schemas["QueueOut"];
 export type DlqPage = Schemas["DlqPage"];
 export type DlqResult = Schemas["DlqResult"];
-export type Worker = Schemas["WorkerInfo"];
+export type Worker = Schemas["WorkerOut"];
 export type JobType = Schemas["JobTypeOut"];
 export type Stats = Schemas["StatsOut"];
 export type TimeBucket = Schemas["TimeBucket"];
@@ -37,6 +37,9 @@ export type JobSearch = {
   order?: "asc" | "desc";
   limit?: number;
   cursor?: string;
+  /** Equality on top-level arguments, each "key=value" (a bounded scan on the server). */
+  arg?: string[];
+  id_prefix?: string;
 };
 
 export const JOB_STATUSES: readonly JobStatus[] = [

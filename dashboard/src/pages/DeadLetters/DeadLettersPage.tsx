@@ -87,6 +87,11 @@ function DeadJobs({ queue }: { queue: string }) {
   const [notice, setNotice] = useState<NoticeValue>(null);
   const { administers } = usePermissions();
   const matched = page.data?.matched ?? 0;
+  // Retries and purges shrink the matches: stay on the last page that still has some.
+  const lastOffset = Math.max(0, Math.ceil(matched / PAGE) - 1) * PAGE;
+  useEffect(() => {
+    if (page.data && !page.isPlaceholderData && offset > lastOffset) setOffset(lastOffset);
+  }, [page.data, page.isPlaceholderData, offset, lastOffset]);
   const filtered = Object.keys(filter).length > 0;
 
   return (

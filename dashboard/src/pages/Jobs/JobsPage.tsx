@@ -14,7 +14,8 @@ import { StatusBadge } from "../../components/StatusBadge/StatusBadge";
 import { formatDuration, formatTime, fromLocalInput, shortId, toLocalInput } from "../../format";
 import { useLive } from "../../live/LiveProvider";
 import { links } from "../../urls";
-import { PAGE_SIZES, paramsFromSearch, searchFromParams } from "./search";
+import { attemptView } from "../JobDetail/attempts";
+import { formatArgs, PAGE_SIZES, paramsFromSearch, parseArgs, searchFromParams } from "./search";
 
 export function JobsPage() {
   const [params, setParams] = useSearchParams();
@@ -38,7 +39,8 @@ export function JobsPage() {
     <section aria-labelledby="jobs-title">
       <h1 id="jobs-title">Jobs</h1>
       <Filters key={params.toString()} search={search} onApply={apply} />
-      <QueryState query={jobs} label="jobs" isEmpty={(page) => page.items.length === 0 && cursors.length === 0}
+      <QueryState query={jobs} label="jobs"
+                  isEmpty={(page) => page.items.length === 0 && cursors.length === 0 && !page.next_cursor}
                   empty="No job matches these filters.">
         {(page) => (
           <>
@@ -82,9 +84,10 @@ function Filters({ search, onApply }: { search: JobSearch; onApply: (s: JobSearc
     else next.delete(s);
     set({ status: next.size > 0 ? JOB_STATUSES.filter((x) => next.has(x)) : undefined });
   };
+  const [argsText, setArgsText] = useState(formatArgs(search.arg));
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    onApply({ ...draft, text: draft.text?.trim() || undefined });
+    onApply({ ...draft, text: draft.text?.trim() || undefined, arg: parseArgs(argsText) });
   };
   const queueNames = readsAll ? (queues.data ?? []).map((q) => q.name) : [];
   return (
@@ -111,6 +114,14 @@ function Filters({ search, onApply }: { search: JobSearch; onApply: (s: JobSearc
             <option value="">any</option>
             {(types.data ?? []).map((t) => <option key={t.name}>{t.name}</option>)}
           </select>
+        </label>
+        <label>Arguments
+          <input type="search" value={argsText} placeholder="order_id=42" maxLength={400}
+                 aria-describedby="args-hint" onChange={(e) => setArgsText(e.target.value)} />
+        </label>
+        <label>Job id starts with
+          <input type="search" value={draft.id_prefix ?? ""} maxLength={64}
+                 onChange={(e) => set({ id_prefix: e.target.value.trim() || undefined })} />
         </label>
         <label>Error contains
           <input type="search" value={draft.text ?? ""} maxLength={200}
@@ -147,7 +158,11 @@ function Filters({ search, onApply }: { search: JobSearch; onApply: (s: JobSearc
         <button type="submit" className="button--primary">Apply filters</button>
         <button type="button" onClick={() => onApply({})}>Clear</button>
       </div>
-      <p className="muted small">The time range applies to the field sorted by.</p>
+      <p className="muted small" id="args-hint">
+        The time range applies to the field sorted by. Arguments: top-level key=value pairs separated
+        by spaces (42 is a number, "42" a string); each page looks through 20,000 jobs that pass the
+        other filters, so narrow those to search further back.
+      </p>
     </form>
   );
 }
@@ -192,7 +207,7 @@ function JobTable({ jobs, search, onSort, stale }: {
               <td>{j.type}</td>
               <td>{j.queue}</td>
               <td><StatusBadge status={j.status} /></td>
-              <td className="num">{j.attempt}{j.max_attempts ? ` / ${j.max_attempts}` : ""}</td>
+              <td className="num">{attemptView(j).text}</td>
               <td>{formatTime(j.created_ms)}</td>
               <td>{formatTime(j.finished_ms)}</td>
               <td>{j.started_ms && j.finished_ms ? formatDuration(j.finished_ms - j.started_ms) : "–"}</td>
