@@ -59,7 +59,7 @@ def wrk(url: str, key: str, seconds: float, connections: int, method: str = "GET
     try:
         out = subprocess.run(
             ["wrk", "-t", str(min(threads, connections)), "-c", str(connections),
-             "-d", f"{seconds:g}s", "-s", script.name, url],
+             "-d", f"{seconds:g}s", "--timeout", "10s", "-s", script.name, url],
             capture_output=True, text=True, timeout=seconds + 60, check=False).stdout
     finally:
         os.unlink(script.name)
@@ -67,6 +67,8 @@ def wrk(url: str, key: str, seconds: float, connections: int, method: str = "GET
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out[-1000:]}")
     res: dict[str, Any] = json.loads(line[7:])
+    if not res["requests"] or not res["us"]:
+        raise RuntimeError(f"wrk completed no request on {url}:\n{out[-1000:]}")
     res["rps"] = res["requests"] / (res["us"] / 1e6)
     for p in ("p50", "p95", "p99"):
         res[p] /= 1000.0
@@ -120,6 +122,20 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
     raise TimeoutError(f"{url} did not answer in {timeout}s")
 
 
+def settle(base: str, timeout: float = 120) -> None:
+    """Until /healthz answers within 50 ms: when wrk stops, the server still works through
+    the requests in flight (32 bulk requests take seconds), which the next phase must not
+    inherit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        start = time.monotonic()
+        with contextlib.suppress(OSError), urllib.request.urlopen(base + "/healthz",
+                                                                  timeout=10):
+            if time.monotonic() - start < 0.05:
+                return
+        time.sleep(0.2)  # another process: poll it
+
+
 def bodies(batch: int) -> tuple[bytes, bytes]:
     one = {"type": "small", "args": {"n": 1}}
     return orjson.dumps(one), orjson.dumps({"jobs": [one] * batch})
@@ -140,6 +156,7 @@ def measure(opts: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
                                              ("bulk", "/api/jobs/bulk", "POST", bulk)]:
                 runs[name].append(wrk(base + path, key, opts.seconds, opts.connections,
                                       method, body))
+                settle(base)
                 client.flushall()
             print(f"  http rep {rep + 1}/{opts.reps} done", file=sys.stderr, flush=True)
         client.close()

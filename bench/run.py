@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,6 +59,7 @@ def main() -> None:
         try:
             TABLES[name].main(opts, opts.markdown)
         except Exception as exc:  # one table failing (src/ mid-edit, a server) spares the rest
+            traceback.print_exc()
             print(f"\n{name} table: not run: {type(exc).__name__}: {exc}", flush=True)
     print(f"\nall tables in {(time.monotonic() - started) / 60:.1f} min; load average now "
           f"{__import__('os').getloadavg()[0]:.1f}")
