@@ -13,7 +13,7 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, server: Server) -> N
     expect(page.get_by_test_id("role")).to_have_text("viewer")
     nav = page.get_by_role("navigation", name="Pages")
     expect(nav.get_by_role("link")).to_have_text(
-        ["Overview", "Queues", "Jobs", "Dead letters", "Workers", "Schedules"])
+        ["Overview", "Queues", "Jobs", "Dead letters", "Workers", "Schedules", "Metrics"])
     expect(page.locator("[data-testid=queues-table] tr[data-queue=demo]")).to_be_visible()
     expect(page.get_by_role("button", name="Pause queue demo")).to_have_count(0)
     page.get_by_role("link", name="Dead letters").click()
