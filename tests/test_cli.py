@@ -326,13 +326,17 @@ async def test_status_shows_loops_schedulers_and_jobs_no_worker_can_run(
         await app.close()
 
 
-async def test_a_taken_port_is_one_short_line_off_a_terminal(any_redis: RedisServer) -> None:
+@pytest.mark.parametrize("columns", ["40", "100000"])
+async def test_a_taken_port_is_one_short_line_off_a_terminal(
+    any_redis: RedisServer, columns: str
+) -> None:
+    """Neither wrapped at the console's width nor padded to it: a log line."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         status, out, _ = await conveyor(any_redis.url, "api", "tests.apps.basic:app",
-                                        "--port", str(port), env={"COLUMNS": "100000"})
+                                        "--port", str(port), env={"COLUMNS": columns})
     assert status == 1 and "Traceback" not in out, out
     lines = [line for line in out.splitlines() if f"127.0.0.1:{port}" in line]
     assert any("choose another --port" in line for line in lines), out
