@@ -72,6 +72,10 @@ INDEXES = [
     IndexModel([("updated_ms", DESCENDING), ("_id", DESCENDING)], name="updated"),
     IndexModel([("finished_ms", DESCENDING), ("_id", DESCENDING)], name="finished"),
     IndexModel([("first_started_ms", ASCENDING)], name="first_started"),
+    # One queue's time series reads only that queue's documents.
+    IndexModel([("queue", ASCENDING), ("finished_ms", ASCENDING)], name="queue_finished"),
+    IndexModel([("queue", ASCENDING), ("first_started_ms", ASCENDING)],
+               name="queue_first_started"),
     IndexModel([("idempotency_key", ASCENDING)], name="idempotency_key", sparse=True),
 ]
 

@@ -82,6 +82,12 @@ SCHEMA = [
     f"(finished_ms, id, status, started_ms, queue, type) {LIVE}",
     f"CREATE INDEX IF NOT EXISTS jobs_first_started ON jobs "
     f"(first_started_ms, scheduled_ms, submitted_ms, queue, type) {LIVE}",
+    # One queue's series (the dashboard's metrics page) reads only that queue's rows: at a
+    # million jobs a day of one queue drops from seconds to under one.
+    f"CREATE INDEX IF NOT EXISTS jobs_queue_finished ON jobs "
+    f"(queue, finished_ms, status, started_ms) {LIVE}",
+    f"CREATE INDEX IF NOT EXISTS jobs_queue_first_started ON jobs "
+    f"(queue, first_started_ms, scheduled_ms, submitted_ms) {LIVE}",
     "CREATE INDEX IF NOT EXISTS jobs_ended ON jobs (ended_ms) WHERE ended_ms IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS jobs_ikey ON jobs (idempotency_key) "
     "WHERE idempotency_key IS NOT NULL",
