@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from conveyor.api.auth import ApiKeys
 from conveyor.api.hub import Hub
@@ -44,6 +44,9 @@ class Gateway:
     store: Store | None = None
     store_error: str | None = None
     owns_store: bool = False
+    # queue -> (monotonic time read, throughput): /api/queues and /api/stats both show it,
+    # and a dashboard reads both per refresh; a minute's rate is not worse for a second's age.
+    throughput_cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     @classmethod
     def build(

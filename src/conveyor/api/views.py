@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from conveyor import inspect as live
 from conveyor.api import tenancy
@@ -239,13 +239,31 @@ async def queues(gateway: Gateway, names: list[str] | None = None) -> list[Queue
     return [QueueOut.from_stats(q, r) for q, r in zip(stats, rates, strict=True)]
 
 
+THROUGHPUT_CACHE_SECONDS = 1.0
+
+
 async def throughput(gateway: Gateway, queue: str) -> Throughput | None:
-    """Completed and failed jobs per second over the last minute, from the history."""
+    """Completed and failed jobs per second over the last minute, from the history (read at
+    most once a second per queue: it scans a minute of jobs, which under load is most of the
+    cost of ``/api/queues`` and ``/api/stats``)."""
     if gateway.store is None:
         return None
+    cache = gateway.throughput_cache
+    read_at, cached = cache.get(queue, (-THROUGHPUT_CACHE_SECONDS, None))
+    now = time.monotonic()
+    if now - read_at < THROUGHPUT_CACHE_SECONDS:
+        return cast("Throughput | None", cached)
+    if len(cache) > 1000:
+        cache.clear()
+    result = await _throughput(gateway.store, queue)
+    cache[queue] = (now, result)
+    return result
+
+
+async def _throughput(store: Store, queue: str) -> Throughput | None:
     until = int(time.time() * 1000)
     try:
-        (bucket,) = await gateway.store.time_series(
+        (bucket,) = await store.time_series(
             until - THROUGHPUT_WINDOW_MS, until, THROUGHPUT_WINDOW_MS, queue=queue)
     except Exception as exc:  # depths are still worth answering
         log.warning("history store error (throughput of %s): %r", queue, exc)
