@@ -9,14 +9,16 @@ import type { DeadFilter, JobSearch } from "./types";
 /** Workers' heartbeats are not pushed over the WebSocket: their ages are re-read this often. */
 export const WORKERS_REFRESH_MS = 5_000;
 
-/** Counts by status and the queues now (the series part is kept to one small bucket). */
+/** Counts by status and the queues now. The series part is kept to one bucket of a second:
+ * the server scans the jobs of the window, and under load a minute's worth made every
+ * refresh slow. */
 export function useStats() {
   return useQuery({
     queryKey: queryKeys.stats,
     queryFn: ({ signal }) => {
       const until = Date.now();
       return unwrap(client.GET(api.stats, {
-        params: { query: { since_ms: until - 60_000, until_ms: until, interval_ms: 60_000 } },
+        params: { query: { since_ms: until - 1_000, until_ms: until, interval_ms: 1_000 } },
         signal,
       }));
     },

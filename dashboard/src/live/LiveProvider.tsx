@@ -13,7 +13,7 @@ import type { Queue } from "../api/types";
 import { useAuth } from "../auth/AuthProvider";
 import { eventsSocketUrl } from "../urls";
 import { Activity } from "./activity";
-import { Invalidator } from "./invalidation";
+import { type Freshness, Invalidator } from "./invalidation";
 import { LiveClient, type LiveState } from "./LiveClient";
 import type { Filter } from "./protocol";
 import { LiveSeries } from "./series";
@@ -26,7 +26,12 @@ type Live = {
   activity: Activity;
   /** A producer's socket sees only jobs it names: pages name the jobs they show. */
   watch: (jobId: string) => () => void;
+  /** How far the re-read views are behind the events (null before the first connection). */
+  invalidator: Invalidator | null;
 };
+
+/** After this long behind the events, the badge no longer says "Live". */
+export const BEHIND_AFTER_MS = 5_000;
 
 const LiveContext = createContext<Live | null>(null);
 
@@ -43,6 +48,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   const [state, setState] = useState<LiveState>("connecting");
   const [reconnects, setReconnects] = useState(0);
   const [error, setError] = useState<string | null>(null);
+  const [invalidator, setInvalidator] = useState<Invalidator | null>(null);
   const series = useMemo(() => new LiveSeries(), []);
   const activity = useMemo(() => new Activity(), []);
   const watched = useRef(new Map<string, number>());
@@ -53,6 +59,7 @@ export function LiveProvider({ children }: { children: ReactNode }) {
   useEffect(() => {
     if (key === null) return undefined;
     const invalidator = new Invalidator(queryClient);
+    setInvalidator(invalidator);
     const filterFor = (role: string): Filter | null => {
       if (role !== "producer") return {};
       const jobs = [...watched.current.keys()].slice(-100);
@@ -112,8 +119,9 @@ export function LiveProvider({ children }: { children: ReactNode }) {
     };
   }, []);
 
-  const value = useMemo<Live>(() => ({ state, reconnects, error, series, activity, watch }),
-    [state, reconnects, error, series, activity, watch]);
+  const value = useMemo<Live>(
+    () => ({ state, reconnects, error, series, activity, watch, invalidator }),
+    [state, reconnects, error, series, activity, watch, invalidator]);
 
   return <LiveContext.Provider value={value}>{children}</LiveContext.Provider>;
 }
@@ -122,6 +130,16 @@ export function useLive(): Live {
   const live = useContext(LiveContext);
   if (live === null) throw new Error("useLive outside LiveProvider");
   return live;
+}
+
+const NOT_BEHIND: Freshness = { behindSince: null, lastRead: null };
+const noSubscription = () => () => undefined;
+
+/** How current the re-read views are, re-rendering when that changes. */
+export function useFreshness(): Freshness {
+  const { invalidator } = useLive();
+  return useSyncExternalStore(invalidator?.subscribe ?? noSubscription,
+    invalidator?.getSnapshot ?? (() => NOT_BEHIND));
 }
 
 /** Re-renders when the series change (at most twice a second). */

@@ -3,7 +3,9 @@ import { useState, type FormEvent, type ReactNode } from "react";
 import { NavLink, useNavigate } from "react-router";
 
 import { useAuth, usePermissions } from "../../auth/AuthProvider";
-import { useLive } from "../../live/LiveProvider";
+import { formatDuration } from "../../format";
+import { BEHIND_AFTER_MS, useFreshness, useLive } from "../../live/LiveProvider";
+import { useNow } from "../Ago/Ago";
 import { api, links, routes } from "../../urls";
 
 const LIVE_TEXT = {
@@ -11,12 +13,20 @@ const LIVE_TEXT = {
   live: "Live",
   reconnecting: "Reconnecting…",
   stopped: "Offline",
+  behind: "Behind",
 } as const;
 
 export function Layout({ children }: { children: ReactNode }) {
   const { role, logout } = useAuth();
   const { readsAll, submits } = usePermissions();
   const live = useLive();
+  const behindMs = useBehindMs();
+  // Connected, but the numbers on screen lag the events: say so instead of "Live".
+  const state = live.state === "live" && behindMs > BEHIND_AFTER_MS ? "behind" : live.state;
+  const title = state === "behind"
+    ? `Connected, but the numbers on screen are ${formatDuration(behindMs)} behind the live `
+      + "events: the API answers slowly or fails; they catch up when it answers"
+    : live.error ?? undefined;
   const pages = [
     { to: routes.overview, label: "Overview", show: readsAll, end: true },
     { to: routes.queues, label: "Queues", show: readsAll },
@@ -39,10 +49,10 @@ export function Layout({ children }: { children: ReactNode }) {
         </nav>
         <JobFinder />
         <div className="topbar__end">
-          <span className={`live live--${live.state}`} role="status" aria-live="polite"
+          <span className={`live live--${state}`} role="status" aria-live="polite"
                 data-testid="live-state" data-reconnects={live.reconnects}
-                title={live.error ?? undefined}>
-            <span className="live__dot" aria-hidden="true" /> {LIVE_TEXT[live.state]}
+                data-behind-ms={behindMs} title={title}>
+            <span className="live__dot" aria-hidden="true" /> {LIVE_TEXT[state]}
           </span>
           {role && <span className="role" data-testid="role">{role}</span>}
           <a href={api.docs} target="_blank" rel="noreferrer">API docs</a>
@@ -53,6 +63,13 @@ export function Layout({ children }: { children: ReactNode }) {
       <main id="main" tabIndex={-1}>{children}</main>
     </div>
   );
+}
+
+/** How long the oldest event not yet shown by a re-read has waited (0: none waits). */
+function useBehindMs(): number {
+  const { behindSince } = useFreshness();
+  const now = useNow();
+  return behindSince === null ? 0 : Math.max(0, now - behindSince);
 }
 
 /** Open a job by its id (the only way in for a producer key, which cannot search). */

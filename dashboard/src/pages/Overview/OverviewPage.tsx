@@ -6,7 +6,7 @@ import { useEffect, useSyncExternalStore } from "react";
 import { Link } from "react-router";
 
 import { useQueues, useSeriesSeed, useStats, useWorkers } from "../../api/queries";
-import { useNow } from "../../components/Ago/Ago";
+import { Ago, useNow } from "../../components/Ago/Ago";
 import { LineChart } from "../../components/LineChart/LineChart";
 import { PausedQueues } from "../../components/PausedQueues/PausedQueues";
 import { ErrorState } from "../../components/QueryState/QueryState";
@@ -35,6 +35,9 @@ export function OverviewPage() {
   const oldest = Math.max(-1, ...queueList.map((q) => q.oldest_waiting_seconds ?? -1));
   const alive = workers.data?.filter((w) => w.alive).length;
   const error = stats.error ?? queues.error ?? workers.error;
+  // The numbers are as old as the older of the two reads they come from.
+  const readAt = stats.dataUpdatedAt && queues.dataUpdatedAt
+    ? Math.min(stats.dataUpdatedAt, queues.dataUpdatedAt) : null;
 
   return (
     <section aria-labelledby="overview-title">
@@ -54,6 +57,9 @@ export function OverviewPage() {
         <StatCard testId="oldest-waiting" label="Oldest waiting job"
                   value={oldest < 0 ? "none" : formatDuration(oldest * 1000)} />
       </div>
+      <p className="muted small" data-testid="data-age" data-read-at={readAt ?? undefined}>
+        Numbers read <Ago ms={readAt} />; they are read again as live events say they changed.
+      </p>
       <Charts series={series} seeded={seed.isSuccess} />
       <ActivityList />
     </section>
