@@ -161,9 +161,11 @@ def up(
     rotate_admin_key: Annotated[bool, typer.Option(
         "--rotate-admin-key", help="Make a new admin key (kept in .conveyor/admin.key)")] = False,
 ) -> None:
-    """Run everything on embedded defaults: a private Redis (with a password), then the API,
-    a worker and the scheduler as supervised processes of their own (restarted if they die),
-    and, without an APP, a steady flow of demo jobs. SIGTERM or Ctrl-C stops them all."""
+    """Run everything on embedded defaults, supervised, with demo jobs when no APP is given.
+
+    A private Redis (with a password), then the API, a worker and the scheduler as processes
+    of their own (restarted if they die), and, without an APP, a steady flow of demo jobs.
+    SIGTERM or Ctrl-C stops them all within the grace period; a second one at once."""
     from conveyor.up import UpOptions, run_up
 
     code = run(run_up(UpOptions(app=app, host=host, port=port, concurrency=concurrency,

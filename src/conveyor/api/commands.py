@@ -25,7 +25,8 @@ from conveyor.app import Conveyor
 from conveyor.broker.keys import check_name
 from conveyor.cli_support import app_or_exit, console, err, print_json, run, show
 
-keys_cli = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+keys_cli = typer.Typer(help="Create, list and revoke API keys; rotate conveyor up's admin "
+                       "key.", no_args_is_help=True)
 
 AppOpt = Annotated[str | None, typer.Option("--app", help="module:attribute of your app "
                                             "(default: settings from CONVEYOR_*)")]
