@@ -152,13 +152,13 @@ def test_schedules_page_shows_pauses_and_runs_a_cron_schedule(vpage: Page,
     page.get_by_role("button", name="Resume schedule squares").click()
     expect(row.get_by_test_id("schedule-state")).to_contain_text("running")
 
-    page.get_by_role("button", name="Run schedule squares now").click()
+    page.get_by_role("button", name="Run now: schedule squares").click()
     expect(page.get_by_role("status").filter(has_text="squares submitted its job")).to_be_visible()
     expect(row.get_by_test_id("last-run")).to_contain_text("completed", timeout=20_000)
     job_id = loaded.api.get("/api/schedules/squares").json()["last_run"]["job_id"]
     assert loaded.api.get(f"/api/jobs/{job_id}").json()["result"] == 49
 
-    delayed.get_by_role("button", name="Run job").click()
+    delayed.get_by_role("button", name="Run now: job").click()
     expect(delayed).to_have_count(0, timeout=20_000)
     loaded.wait_status(later, "completed")
     page.set_viewport_size({"width": 390, "height": 844})

@@ -111,7 +111,7 @@ function ScheduleActions({ schedule: s, onNotice }: { schedule: Schedule; onNoti
       {s.paused
         ? <button type="button" disabled={busy} onClick={() => act("resume")} aria-label={`Resume schedule ${s.name}`}>Resume</button>
         : <button type="button" disabled={busy} onClick={() => act("pause")} aria-label={`Pause schedule ${s.name}`}>Pause</button>}
-      <button type="button" disabled={busy} onClick={() => act("run")} aria-label={`Run schedule ${s.name} now`}>Run now</button>
+      <button type="button" disabled={busy} onClick={() => act("run")} aria-label={`Run now: schedule ${s.name}`}>Run now</button>
       <ConfirmButton label="Delete" confirmLabel={`Confirm delete of ${s.name}`} danger disabled={busy}
                      onConfirm={() => act("delete")} />
     </div>
@@ -168,7 +168,7 @@ function DelayedRow({ job, onNotice }: { job: Job; onNotice: (n: NoticeValue) =>
       <td>
         {administers && (
           <div className="row-actions" role="group" aria-label={`Delayed job ${job.id}`}>
-            <button type="button" disabled={busy} aria-label={`Run job ${job.id} now`}
+            <button type="button" disabled={busy} aria-label={`Run now: job ${job.id}`}
                     onClick={() => runNow.mutate(job.id, report(`Job ${shortId(job.id)} is due now.`))}>Run now</button>
             <ConfirmButton label="Cancel" confirmLabel={`Confirm cancel of ${shortId(job.id)}`} disabled={busy}
                            onConfirm={() => cancel.mutate(job.id, report(`Job ${shortId(job.id)} canceled.`))} />
