@@ -201,10 +201,12 @@ def profile_worker(url: str, client: Any, shas: dict[str, str], n: int, tmp: Pat
     raw = tmp / "worker.txt"
     try:
         time.sleep(2)  # the worker starts
+        d.runner.run(d.app.pause("bench"))  # the jobs wait until the profile starts
+        d.enqueue_drain(n)
         spy = attach(worker.pid, raw)
         client.slowlog_reset()
-        d.enqueue_drain(n)
         cpu = process_cpu(worker.pid)
+        d.runner.run(d.app.resume("bench"))
         start, end = d.wait_stamp(60), d.wait_stamp(300)
         cpu = process_cpu(worker.pid) - cpu
         detach(spy)
@@ -257,10 +259,15 @@ def main(opts: argparse.Namespace) -> None:
         client.config_set("slowlog-max-len", 1_000_000)
         client.config_set("latency-monitor-threshold", 1)
         print(f"profile on {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-        profile_producer(server.url, client, shas, "single", opts.single, Path(tmp))
-        profile_producer(server.url, client, shas, "bulk", opts.jobs, Path(tmp))
-        profile_worker(server.url, client, shas, opts.jobs, Path(tmp))
-        profile_api(server.url, client, shas, opts.seconds, Path(tmp))
+        phases = {
+            "single": lambda: profile_producer(server.url, client, shas, "single",
+                                               opts.single, Path(tmp)),
+            "bulk": lambda: profile_producer(server.url, client, shas, "bulk", opts.jobs,
+                                             Path(tmp)),
+            "drain": lambda: profile_worker(server.url, client, shas, opts.jobs, Path(tmp)),
+            "api": lambda: profile_api(server.url, client, shas, opts.seconds, Path(tmp))}
+        for name in opts.phases:
+            phases[name]()
         client.close()
 
 
@@ -272,4 +279,6 @@ if __name__ == "__main__":
         parser.add_argument("--jobs", type=int, default=20_000)
         parser.add_argument("--single", type=int, default=5_000)
         parser.add_argument("--seconds", type=float, default=5.0)
+        parser.add_argument("--phases", nargs="+", default=["single", "bulk", "drain", "api"],
+                            choices=["single", "bulk", "drain", "api"])
         main(parser.parse_args())
