@@ -9,6 +9,7 @@ import logging
 import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from conveyor.embedded import RedisServer
 from conveyor.supervise import LoopHealth, Supervisor, is_transient
@@ -55,6 +56,9 @@ async def test_error_replies_of_a_real_server_are_transient(any_redis: RedisServ
     assert busy is not None, "the server never answered BUSY"
     for exc in (oom, readonly, busy, refused):
         assert is_transient(exc), repr(exc)
+    wrapped = ResponseError(f"Command # 1 (HSET k f v) of pipeline caused error: ('{busy}',)")
+    assert is_transient(wrapped)  # redis-py's form inside a pipeline
+    assert not is_transient(ResponseError("ERR wrong number of arguments"))
     assert not is_transient(ValueError("a bug"))
     assert not is_transient(KeyError("x"))
 

@@ -56,8 +56,17 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TRANSIENT_CLASSES):
         return True
     if isinstance(exc, ResponseError):
-        return str(exc).split(" ", 1)[0].upper() in TRANSIENT_REPLIES
+        return _reply_code(str(exc)) in TRANSIENT_REPLIES
     return False
+
+
+def _reply_code(message: str) -> str:
+    """The error reply's code; a pipeline wraps it: "Command # 1 (...) of pipeline caused
+    error: ('BUSY ...')" (redis-py), so look inside that too."""
+    marker = "of pipeline caused error: "
+    if marker in message:
+        message = message.split(marker, 1)[1].lstrip("('\"")
+    return message.split(" ", 1)[0].upper()
 
 
 def describe(exc: BaseException) -> str:
