@@ -82,17 +82,29 @@ class Scheduler:
     async def _reap_loop(self, health: LoopHealth) -> None:
         ttl = self.settings.heartbeat_ttl_seconds
         loop = asyncio.get_running_loop()
-        healthy_since = loop.time()  # the supervisor runs us again after each outage
+        healthy_since = last_pass = loop.time()  # the supervisor runs us again after a fault
         while True:
-            # After Redis was unreachable every worker looks silent until it beats again,
-            # and leases ran out that their live owners are about to renew: judge
-            # heartbeats only once Redis has answered us for a whole TTL, and leases later.
-            healthy = loop.time() - healthy_since
+            # After Redis was unreachable or refused writes, every worker looks silent until
+            # it beats again, and leases ran out that their live owners are about to renew:
+            # judge heartbeats only once Redis has taken our writes for a whole TTL with no
+            # gap, and leases later. A fault the client's own retries hid shows as a gap.
+            await self._probe_write()
+            now = loop.time()
+            if now - last_pass > self.settings.reap_seconds + ttl / 2:
+                healthy_since = now
+            last_pass = now
+            healthy = now - healthy_since
             await reap_once(self.app.broker, await self.app.queues(), int(ttl * 1000),
                             judge_workers=healthy >= ttl,
                             expired_leases=healthy >= max(ttl, SETTLE_SECONDS))
             health.ok()
             await asyncio.sleep(self.settings.reap_seconds)  # a period, not a wait for state
+
+    async def _probe_write(self) -> None:
+        """A small write: raises while Redis refuses writes (READONLY, OOM), which workers'
+        heartbeats meet too, so this reaper does not judge them meanwhile."""
+        await self.app.redis.zadd(self.app.keys.glob.schedulers,
+                                  {self.owner: int(time.time() * 1000)})
 
     async def _record(self, health: LoopHealth) -> None:
         from conveyor.scheduler.history import run_recorder
