@@ -54,15 +54,16 @@ class Fetcher:
             await blocker.aclose()
 
     async def _step(self, blocker: Redis, health: LoopHealth) -> None:
-        async with health.idle():
-            want = await self.slots.take(self.settings.claim_batch)
+        # Before any slot is taken: a Redis error here must not leak slots (it did, and
+        # after an outage a worker with every slot leaked claimed nothing ever again).
         if await self.app.redis.exists(self.quiet):  # an operator asked: claim nothing new
-            self.slots.give(want)
             health.ok()
             async with health.idle():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop.wait(), self.settings.block_seconds)
             return
+        async with health.idle():
+            want = await self.slots.take(self.settings.claim_batch)
         # Marked: shutdown never cancels a claim between Redis leasing the jobs and this
         # worker starting them (they would sit leased until the lease ran out).
         self.claiming = True
