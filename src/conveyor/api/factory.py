@@ -17,7 +17,7 @@ from conveyor.api.errors import ErrorResponse, install_handlers
 from conveyor.api.gateway import Gateway
 from conveyor.api.middleware import GatewayMiddleware
 from conveyor.api.models import BulkSubmission, DlqSelection, JobSubmission
-from conveyor.api.openapi import install_openapi
+from conveyor.api.openapi import install_openapi, repeatable_query_names
 from conveyor.api.routes import ROUTERS
 from conveyor.api.settings import ApiSettings
 
@@ -80,11 +80,11 @@ def create_app(
     install_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app, [JobSubmission, BulkSubmission, DlqSelection, ErrorResponse])
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=gateway.settings.max_body_bytes,
         body_timeout=gateway.settings.body_timeout_seconds,
-        observe=gateway.metrics.observe_request)
-    install_openapi(app, [JobSubmission, BulkSubmission, DlqSelection, ErrorResponse])
+        observe=gateway.metrics.observe_request, repeatable=repeatable_query_names(app))
     _add_docs(app)
     mount_dashboard(app, limit=limit_static)
     return app

@@ -6,6 +6,8 @@ Responsibilities, for every HTTP request:
   to arrive (408), then replay it to the app;
 - append the headers a dependency left in ``scope["state"]["headers"]`` (the RateLimit-*
   headers), whatever kind of response the route returned;
+- refuse a query parameter given twice unless some operation documents it as an array (422:
+  FastAPI would keep the last value and answer for something the caller did not ask);
 - count the request by route template and status for ``/metrics``;
 - answer an unexpected exception (a bug) with a 500 in the error shape, logging its traceback
   once (Starlette's outermost handler would log it and then the server a second time).
@@ -17,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from conveyor.api.errors import error_response
 
@@ -39,9 +42,10 @@ class GatewayMiddleware:
 
     def __init__(
         self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float,
-        observe: Observer | None = None,
+        observe: Observer | None = None, repeatable: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
+        self.repeatable = repeatable
         self.max_body = max_body_bytes
         self.timeout = body_timeout
         self.observe = observe
@@ -52,8 +56,14 @@ class GatewayMiddleware:
             return
         state = scope.setdefault("state", {})
         status = [0]
-        early = await self._read_body(scope, receive)
-        if isinstance(early, int):
+        repeated = _repeated_param(scope.get("query_string", b""), self.repeatable)
+        early = await self._read_body(scope, receive) if repeated is None else None
+        if repeated is not None:
+            status[0] = 422
+            await error_response(
+                422, "invalid_request", f"query.{repeated}: given more than once; give it "
+                "once", f"query.{repeated}")(scope, receive, send)
+        elif isinstance(early, int):
             await self._reject(scope, receive, send, early)
             status[0] = early
         else:
@@ -150,6 +160,18 @@ def _body_headers(scope: Scope) -> tuple[int | None, bool]:
         elif name == b"transfer-encoding":
             chunked = b"chunked" in value.lower()
     return length, chunked
+
+
+def _repeated_param(query: bytes, repeatable: frozenset[str]) -> str | None:
+    """The first parameter of ``query`` given more than once that may not be."""
+    if b"&" not in query:
+        return None  # the common case: at most one parameter
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen and name not in repeatable:
+            return name
+        seen.add(name)
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -46,3 +46,22 @@ def _secure(schema: dict[str, Any]) -> None:
         if path.startswith("/api/"):
             for operation in operations.values():
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
+
+
+def repeatable_query_names(app: FastAPI) -> frozenset[str]:
+    """Query parameters some operation documents as an array (``?arg=a&arg=b``). Any other
+    parameter given twice is refused by the middleware: FastAPI would silently keep the last
+    value, so ``?queue=a&queue=b`` would read one queue while the caller asked for two."""
+    names: set[str] = set()
+    for operations in app.openapi().get("paths", {}).values():
+        for operation in operations.values():
+            for param in operation.get("parameters", ()):
+                if param.get("in") == "query" and _allows_array(param.get("schema", {})):
+                    names.add(param["name"])
+    return frozenset(names)
+
+
+def _allows_array(schema: dict[str, Any]) -> bool:
+    if schema.get("type") == "array":
+        return True
+    return any(_allows_array(s) for s in [*schema.get("anyOf", ()), *schema.get("oneOf", ())])
