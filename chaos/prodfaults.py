@@ -89,7 +89,7 @@ class ProdConfig(ChaosConfig):
     recorder: bool = False
     producer_kill: bool = False
     gap: float = 5.0
-    outage: float = 25.0
+    outage: float = 30.0
     oom: float = 8.0
     readonly: float = 8.0
     busy: float = 4.0  # the heartbeat TTL is 5 s: a longer BUSY is a (real) silence
