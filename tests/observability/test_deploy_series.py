@@ -1,15 +1,13 @@
 """The Grafana dashboard and the Prometheus alert rules in deploy/ name only series that a
 real API's ``/metrics`` exports after a short run (a real Redis, the API app with its event
-hub, and a worker, in this process), so they cannot drift from the code.
-
-A few panels and rules wait for series that ``/metrics`` does not export yet (``PENDING``,
-listed in docs/observability.md); the test fails as soon as one appears, so the list is
-kept honest."""
+hub, a worker and a scheduler with its history recorder, in this process), so they cannot
+drift from the code; and the series they alert on say what happened in that run."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conveyor import Conveyor, Worker
 from conveyor.api import create_app
 from conveyor.embedded import RedisServer
+from conveyor.scheduler.service import Scheduler
 from conveyor.store import Store
 from tests.api.conftest import ADMIN_KEY, UNLIMITED, auth, gateway_of, running, wait_for
 from tests.conftest import FAST
@@ -30,14 +29,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "conveyor.json"
 ALERTS = DEPLOY / "prometheus" / "conveyor-alerts.yml"
 SERIES = re.compile(r"\bconveyor_[a-z0-9_]+\b")
-# Series the operator assets use that api/metrics.py does not export yet.
-PENDING = frozenset({
-    "conveyor_queue_workers",          # live workers serving each queue
-    "conveyor_recorder_lag_seconds",   # age of the oldest event the recorder has not stored
-    "conveyor_scheduler_leaders",      # live schedulers that hold the leader lock
-    "conveyor_schedulers_alive",       # live schedulers
-    "conveyor_jobs_deferred_total",    # jobs stepped aside by a job type's rate/concurrency
-})
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def walk(node: Any) -> Iterator[tuple[str, Any]]:
@@ -96,8 +88,8 @@ def test_every_alert_rule_is_complete() -> None:
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
 
 
-def make_app(url: str) -> Conveyor:
-    app = Conveyor(redis_url=url, **FAST)
+def make_app(url: str, store_url: str) -> Conveyor:
+    app = Conveyor(redis_url=url, store_url=store_url, **FAST)
 
     @app.job(queue="ops", max_attempts=1)
     async def ok() -> int:
@@ -107,39 +99,63 @@ def make_app(url: str) -> Conveyor:
     async def broken() -> None:
         raise RuntimeError("always")
 
+    @app.job(queue="ops", rate="1/m")
+    async def throttled() -> None:
+        """One a minute: the second of two submitted at once is deferred."""
+
     return app
 
 
-async def scrape_after_a_short_run(url: str, store: Store) -> set[str]:
-    """Run jobs that complete, retry and die, refuse a request with 429, then scrape."""
-    app = make_app(url)
+def samples(text: str) -> Samples:
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def value(exported: Samples, name: str, **labels: str) -> float | None:
+    return exported.get((name, frozenset(labels.items())))
+
+
+def settled(exported: Samples) -> bool:
+    """Every job of the run has done what it will do, and the scheduler and the recorder
+    are seen (the scheduler publishes its status and takes the lead at start)."""
+    ops = {"queue": "ops"}
+    return (value(exported, "conveyor_jobs_total", outcome="completed", **ops) is not None
+            and value(exported, "conveyor_jobs_total", outcome="dead", **ops) is not None
+            and (value(exported, "conveyor_jobs_deferred_total", reason="rate limit", **ops)
+                 or 0) >= 1
+            and value(exported, "conveyor_scheduler_leaders") == 1
+            and value(exported, "conveyor_recorder_lag_seconds", **ops) is not None)
+
+
+async def scrape_after_a_short_run(url: str, store: Store, recorded: str) -> Samples:
+    """Run jobs that complete, retry, die and are deferred by a rate, refuse a request with
+    429, with a scheduler recording history, then scrape."""
+    app = make_app(url, recorded)
     api = create_app(app, settings=UNLIMITED, store=store, admin_key=ADMIN_KEY)
     worker = Worker(app, ["ops"], concurrency=2)
+    scheduler = Scheduler(app)
     async with running(api), httpx.AsyncClient(
             transport=httpx.ASGITransport(app=api), base_url="http://api",
             headers=auth(ADMIN_KEY)) as client:
-        task = asyncio.create_task(worker.run())
+        tasks = [asyncio.create_task(worker.run()), asyncio.create_task(scheduler.run())]
         try:
-            for type_ in ("ok", "broken"):
+            for type_ in ("ok", "broken", "throttled", "throttled"):
                 assert (await client.post("/api/jobs", json={"type": type_})).status_code == 201
             slow, _ = await gateway_of(api).keys.create("viewer", name="slow", rate="1/m")
             codes = [(await client.get("/api/queues", headers=auth(slow))).status_code
                      for _ in range(2)]
             assert codes == [200, 429]
 
-            async def exported() -> set[str] | None:
-                text = (await client.get("/metrics")).text
-                names = {s.name for f in text_string_to_metric_families(text)
-                         for s in f.samples}
-                done = {'outcome="completed"', 'outcome="dead"'}
-                return names if all(o in text for o in done) else None
+            async def exported() -> Samples | None:
+                found = samples((await client.get("/metrics")).text)
+                return found if settled(found) else None
 
-            names: set[str] = await wait_for(exported)
+            return await wait_for(exported, timeout=30)  # type: ignore[no-any-return]
         finally:
             worker.stop()
-            await task
+            scheduler.stop()
+            await asyncio.gather(*tasks)
             await app.close()
-    return names
 
 
 async def test_every_series_the_assets_name_is_exported(
@@ -149,11 +165,18 @@ async def test_every_series_the_assets_name_is_exported(
 
     store = await open_store(f"sqlite:///{tmp_path / 'history.db'}")
     try:
-        exported = await scrape_after_a_short_run(any_redis.url, store)
+        exported = await scrape_after_a_short_run(
+            any_redis.url, store, f"sqlite:///{tmp_path / 'recorded.db'}")
     finally:
         await store.close()
+    names = {name for name, _ in exported}
     named = named_series()
-    assert named - PENDING <= exported, f"not in /metrics: {sorted(named - PENDING - exported)}"
-    assert not PENDING & exported, (
-        f"now exported, take out of PENDING (and docs): {sorted(PENDING & exported)}")
-    assert named >= PENDING  # every pending series is still used by a panel or a rule
+    assert named <= names, f"not in /metrics: {sorted(named - names)}"
+    assert value(exported, "conveyor_queue_workers", queue="ops") == 1
+    assert value(exported, "conveyor_workers_alive") == 1
+    assert (value(exported, "conveyor_jobs_deferred_total", queue="ops",
+                  reason="rate limit") or 0) >= 1
+    assert value(exported, "conveyor_schedulers_alive") == 1
+    assert value(exported, "conveyor_scheduler_leaders") == 1
+    lag = value(exported, "conveyor_recorder_lag_seconds", queue="ops")
+    assert lag is not None and math.isfinite(lag) and 0 <= lag < 60, lag
