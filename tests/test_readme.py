@@ -15,7 +15,6 @@ import ast
 import asyncio
 import importlib
 import inspect
-import os
 import re
 import sys
 from collections.abc import Iterator
@@ -26,10 +25,9 @@ import pytest
 
 from conveyor import Worker
 from conveyor.embedded import RedisServer
+from tests.support.examples import PYTHON, ROOT, blocks, project_folder
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 FILE_NAME = re.compile(r"# (\w+\.py)\n")
 
 
@@ -45,8 +43,7 @@ class Snippet:
 
 
 def snippets() -> list[Snippet]:
-    text = README.read_text()
-    return [Snippet(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in BLOCK.finditer(text)]
+    return [Snippet(b.line, b.code) for b in blocks(README, PYTHON) if b.python]
 
 
 def queues_named(found: list[Snippet]) -> list[str]:
@@ -59,13 +56,7 @@ def folder(
     tmp_path: Path, any_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Path]:
     """A project folder where `conveyor up` runs, as the scripts' working folder."""
-    (tmp_path / ".conveyor").mkdir()
-    (tmp_path / ".conveyor" / "redis.url").write_text(any_redis.url + "\n")
-    for name in [n for n in os.environ if n.startswith("CONVEYOR_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
+    yield project_folder(tmp_path, any_redis.url, monkeypatch)
     sys.modules.pop("myapp", None)
 
 
