@@ -234,7 +234,9 @@ class Conveyor:
                 "run_at": run_at, "max_attempts": max_attempts,
                 "idempotency_key": idempotency_key, "timeout": timeout, "meta": meta,
                 "depends_on": depends_on, "on_parent_failure": on_parent_failure}
-        return (await self.enqueue_many([spec], field_prefix=""))[0]
+        if self.middleware:
+            return (await self.enqueue_many([spec], field_prefix=""))[0]
+        return await self._submit_one(await self.prepare(spec))
 
     async def enqueue_many(
         self, specs: Iterable[Mapping[str, Any]], *, field_prefix: str = "jobs"
@@ -318,6 +320,8 @@ class Conveyor:
     async def submit_prepared(self, jobs: list[NewJob]) -> list[JobHandle]:
         """Write validated jobs: one script call per queue, all or nothing (see
         ``enqueue_many`` and ``Broker.enqueue_many``)."""
+        if len(jobs) == 1:
+            return [await self._submit_one(jobs[0])]
         by_queue: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
             by_queue.setdefault(job.queue, []).append(i)
@@ -327,15 +331,23 @@ class Conveyor:
                 {queue: [jobs[i] for i in indexes] for queue, indexes in by_queue.items()})
         except MissingParent as exc:
             i = by_queue[exc.queue][exc.index]
-            raise ValidationError(
-                f"{self._item_field('jobs' if len(jobs) > 1 else '', i)}depends_on",
-                f"job {exc.parent!r} it depends on is not in queue {exc.queue!r} (dependencies "
-                "must be jobs of the same queue that Redis still holds)") from None
+            raise _missing_parent(exc, self._item_field("jobs", i)) from None
         results: list[Any] = [None] * len(jobs)
         for queue, indexes in by_queue.items():
             for i, res in zip(indexes, answers[queue], strict=True):
                 results[i] = res
         return [self._handle(job, res) for job, res in zip(jobs, results, strict=True)]
+
+    async def _submit_one(self, job: NewJob) -> JobHandle:
+        """One validated job: the enqueue script's one-job form (``Broker.enqueue_one``),
+        without the batch's grouping by queue."""
+        if job.queue not in self._known_queues:
+            await self._register_queues((job.queue,))
+        try:
+            res = await self._conn()[1].enqueue_one(job)
+        except MissingParent as exc:
+            raise _missing_parent(exc, "") from None
+        return self._handle(job, res)
 
     def _handle(self, job: NewJob, res: Any) -> JobHandle:
         # A key naming another job was refused by the script before it wrote anything.
@@ -501,6 +513,13 @@ class Conveyor:
         if self.registry:
             await self.redis.hset(self.keys.glob.catalog, mapping={
                 name: serde.dumps(jt.catalog_entry()) for name, jt in self.registry.items()})
+
+
+def _missing_parent(exc: MissingParent, field: str) -> ValidationError:
+    return ValidationError(
+        f"{field}depends_on",
+        f"job {exc.parent!r} it depends on is not in queue {exc.queue!r} (dependencies "
+        "must be jobs of the same queue that Redis still holds)")
 
 
 class _SyncRunner:

@@ -6,12 +6,16 @@ checks it against the names each script binds (``local high, normal = KEYS[1], K
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from conveyor import serde
 from conveyor.broker import scripts
@@ -21,8 +25,14 @@ from conveyor.connect import server_ms, strs
 from conveyor.errors import IdempotencyConflict, NotDurable
 from conveyor.job import ClaimedJob, NewJob
 
+_PACK: Callable[[tuple[Any, ...]], bytes] | None
+try:  # redis[hiredis] brings it; redis-py's own packer is the fallback
+    from hiredis import pack_command as _PACK
+except ImportError:  # pragma: no cover
+    _PACK = None
+
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
 
     from conveyor.settings import Settings
 
@@ -114,6 +124,13 @@ class Broker:
         self.settings = settings
         self.scripts = scripts.register_all(redis)
         self.maxlen = settings.events_maxlen
+        # The single-submit path: per queue, the enqueue script's KEYS and constant ARGV.
+        self._one_prefix: dict[str, tuple[Any, ...]] = {}
+        self._lane: AbstractConnection | None = None
+        self._lane_busy = False
+        self._lane_timeout: float | None = None
+        self._lane_ok = (isinstance(redis, Redis) and not redis.single_connection_client
+                         and not settings.durable_replicas and not settings.durable_aof)
 
     def qk(self, queue: str) -> QueueKeys:
         return self.keys.queue(queue)
@@ -142,6 +159,84 @@ class Broker:
                 # A live key's job: the reply is its stored "<id> <fingerprint>".
                 out.append(Enqueued(str(raw[i + 1]).partition(" ")[0], "", False))
         return out
+
+    async def enqueue_one(self, job: NewJob) -> Enqueued:
+        """Submit one job: the enqueue script in its flat one-job form (no JSON batch), the
+        same writes as ``enqueue(queue, [job])``. The call goes over a connection this broker
+        holds when it is free (see ``_evalsha_lane``), else through the client."""
+        prefix = self._one_prefix.get(job.queue) or self._prefix_one(job.queue)
+        argv = (*prefix, job.id, job.type, job.args_json, job.priority, job.delay_ms,
+                job.run_at_ms, job.max_attempts, job.timeout, job.fingerprint,
+                job.idempotency_key or "", job.meta_json, job.on_parent_failure,
+                *job.depends_on)
+        if self._lane_ok and not self._lane_busy:
+            raw = await self._evalsha_lane(argv)
+        elif self.settings.durable_replicas or self.settings.durable_aof:
+            raw = await self._enqueue_durably(list(argv[:6]), list(argv[6:]))
+        else:
+            raw = await self._run("enqueue", list(argv[:6]), argv[6:])
+        _raise_refusal(job.queue, (job,), raw)
+        if int(raw[2]) == 1:
+            return Enqueued(raw[0], raw[1], True)
+        return Enqueued(str(raw[1]).partition(" ")[0], "", False)
+
+    def _prefix_one(self, queue: str) -> tuple[Any, ...]:
+        """KEYS and the constant ARGV of a one-job enqueue in ``queue`` (ARGV[6] = '' says
+        the job follows flat; see enqueue.lua)."""
+        qk = self.qk(queue)
+        prefix = (*fixed_keys("enqueue", qk), self.maxlen,
+                  int(self.settings.unique_ttl_seconds * 1000), queue, qk.job_prefix,
+                  qk.no_unique, "", self.policy)
+        self._one_prefix[queue] = prefix
+        return prefix
+
+    async def _evalsha_lane(self, argv: tuple[Any, ...]) -> Any:
+        """EVALSHA of the enqueue script (6 KEYS, then ``argv``) on a connection this broker
+        keeps for single submits: what ``Redis.execute_command`` does for a script call -
+        the client's retry policy (a connection error disconnects and retries with backoff),
+        NOSCRIPT reloads, the pool's health checks and Sentinel's failover handling (they
+        live on the connection) - without its per-command cost: the command is packed in
+        one call, and the socket timeout is one ``asyncio.timeout`` around the whole call
+        instead of a task per write (``asyncio.wait_for``) plus a timer per read. Only one
+        call uses the connection at a time; concurrent ones take the pooled path."""
+        self._lane_busy = True
+        try:
+            conn = self._lane
+            if conn is None:
+                conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+                # Kept out of the pool for good (the client's close disconnects it with the
+                # pool's other connections); the call below bounds the wait instead.
+                self._lane_timeout = conn.socket_timeout
+                conn.socket_timeout = None
+                self._lane = conn
+            script = self.scripts["enqueue"]
+            try:
+                return await self._lane_call(conn, ("EVALSHA", script.sha, 6, *argv))
+            except NoScriptError:  # a restarted or failed-over server without the script
+                script.sha = await self.redis.script_load(script.script)
+                return await self._lane_call(conn, ("EVALSHA", script.sha, 6, *argv))
+        finally:
+            self._lane_busy = False
+
+    async def _lane_call(self, conn: AbstractConnection, command: tuple[Any, ...]) -> Any:
+        packed = _PACK(command) if _PACK is not None else conn.pack_command(*command)
+        limit = self._lane_timeout
+
+        async def once() -> Any:
+            try:
+                async with asyncio.timeout(limit):
+                    await conn.send_packed_command(packed)
+                    return await conn.read_response()
+            except TimeoutError:
+                # The cancelled read disconnected the connection (a late reply can never be
+                # taken for the next command's); raised as redis-py raises its timeout.
+                await conn.disconnect(nowait=True)
+                raise RedisTimeoutError("Timeout on the single-submit connection") from None
+
+        async def failed(error: Exception) -> None:
+            await conn.disconnect()
+
+        return await conn.retry.call_with_retry(once, failed)
 
     async def check(self, queue: str, jobs: Sequence[NewJob]) -> None:
         """Raise what ``enqueue`` would refuse for these jobs, as things stand; writes nothing."""

@@ -19,8 +19,13 @@
 --          ids of jobs of this queue it depends on (array), on_parent_failure ('cancel'|'run')]
 --          One JSON argument instead of eleven per job: packing thousands of arguments
 --          costs the client more than the whole script costs the server.
+--          '' = one job, given flat in ARGV[8..] (the single-submit path: no JSON to encode
+--          or decode for one job).
 -- ARGV[7]  retention policy "<result_ttl ms> <dead_ttl ms> <release unique key 0|1>" (for a
 --          job canceled at submit because a parent already failed)
+-- ARGV[8..19]  with ARGV[6] = '': the job's id, type, args, priority, delay ms, run_at ms,
+--          max_attempts, timeout, fingerprint, idempotency key, meta, on_parent_failure;
+--          ARGV[20..] the ids it depends on. The same job, the same writes, as in the array.
 --
 -- Returns data (codes.py DATA_REPLIES): a flat array, 3 entries per job: job id, status
 -- ('queued'|'delayed'|'canceled'), created (1 = new job, 0 = an existing job returned for a
@@ -44,15 +49,29 @@ local high, normal, low = KEYS[1], KEYS[2], KEYS[3]
 local delayed, marker, events = KEYS[4], KEYS[5], KEYS[6]
 local maxlen, unique_ttl, queue = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local job_prefix, unique_prefix = ARGV[4], ARGV[5]
-local jobs = cjson.decode(ARGV[6])
+local jobs, checks
+if ARGV[6] == '' then
+  -- One job, flat: numbers made numbers here as cjson makes them, so every field is written
+  -- byte for byte as the array form writes it.
+  local parents = {}
+  for i = 20, #ARGV do parents[#parents + 1] = ARGV[i] end
+  jobs = {{ARGV[8], ARGV[9], ARGV[10], ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13]),
+    tonumber(ARGV[14]), tonumber(ARGV[15]), ARGV[16], ARGV[17], ARGV[18], parents, ARGV[19]}}
+  checks = #parents > 0 or ARGV[17] ~= ''
+else
+  jobs = cjson.decode(ARGV[6])
+  checks = true
+end
 local q = queue_context({}, ARGV[7])
 local now = q.now
 local wake_at = false
 
 -- Every parent must exist, and no idempotency key may name a different job (stored, or
 -- earlier in this batch), before anything is written: all or nothing.
-local refused = check_batch(jobs, job_prefix, unique_prefix)
-if refused then return refused end
+if checks then
+  local refused = check_batch(jobs, job_prefix, unique_prefix)
+  if refused then return refused end
+end
 
 -- The parents still to finish ({} = ready to go), or false when one failed and the job
 -- does not run on a parent's failure.
