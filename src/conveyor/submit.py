@@ -152,18 +152,26 @@ def build(
     run_at_ms = -1 if run_at is None else check_run_at(run_at, f("run_at"))
     check_attempts(max_attempts, f("max_attempts"))
     check_number(timeout, f("timeout"), minimum=0.001, maximum=MAX_TIMEOUT_SECONDS)
-    meta_dict = dict(meta or {})
-    if idempotency_key is not None:
-        check_idempotency_key(idempotency_key, f("idempotency_key"))
-        meta_dict["idempotency_key"] = idempotency_key
-    serde.check_json(meta_dict, f("meta"))
-    parents, on_failure = check_parents(
-        depends_on, on_parent_failure, delay_ms >= 0 or run_at_ms >= 0, field)
+    if not meta and idempotency_key is None:
+        meta_json = "{}"  # the common case, as serde.dumps({}) writes it
+    else:
+        meta_dict = dict(meta or {})
+        if idempotency_key is not None:
+            check_idempotency_key(idempotency_key, f("idempotency_key"))
+            meta_dict["idempotency_key"] = idempotency_key
+        serde.check_json(meta_dict, f("meta"))
+        meta_json = serde.dumps(meta_dict)
+    parents: tuple[str, ...]
+    if depends_on is None and on_parent_failure is None:
+        parents, on_failure = (), "cancel"  # what check_parents answers for no parents
+    else:
+        parents, on_failure = check_parents(
+            depends_on, on_parent_failure, delay_ms >= 0 or run_at_ms >= 0, field)
     return NewJob(
         id=job_id(), type=type_, queue=queue, args_json=args_json, priority=priority,
         delay_ms=delay_ms, run_at_ms=run_at_ms, max_attempts=max_attempts, timeout=timeout,
         idempotency_key=idempotency_key,
         fingerprint=fingerprint(type_, queue, args_json, priority, delay_ms, run_at_ms,
                                 max_attempts) if idempotency_key else "",
-        meta_json=serde.dumps(meta_dict), depends_on=parents, on_parent_failure=on_failure,
+        meta_json=meta_json, depends_on=parents, on_parent_failure=on_failure,
     )
