@@ -65,14 +65,25 @@ class Scheduler:
         sup.spawn("status", self._publish_status, stale_after=30, needed=False)
         await self._stop.wait()
         await sup.stop()
-        if self.leading:
-            try:
-                await self.app.broker.lock("release", LEADER_LOCK, self.owner, self.lease_ms)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                log.warning("scheduler %s: could not release the lead (%s); it ends with its "
-                            "lease", self.owner, describe(exc))
+        await self._step_down()
+
+    async def _step_down(self) -> None:
+        """Release the lead and withdraw the status, so another scheduler leads at its next
+        try instead of after this one's lease, and ``conveyor status`` and ``/metrics`` stop
+        counting this one. Always tried: stopping cancels the cron loop, which clears
+        ``leading`` (the lock script releases only a lock this owner holds)."""
+        glob = self.app.keys.glob
+        try:
+            await self.app.broker.lock("release", LEADER_LOCK, self.owner, self.lease_ms)
+            async with self.app.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(glob.scheduler(self.owner))
+                pipe.zrem(glob.schedulers, self.owner)
+                await pipe.execute()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("scheduler %s: could not release the lead (%s); it ends with its "
+                        "lease", self.owner, describe(exc))
 
     async def sync_code_schedules(self) -> None:
         """Store the schedules declared with ``@app.job(cron=...)`` (code wins over Redis)."""
