@@ -1,4 +1,5 @@
-"""Every code example of docs/*.md runs as written, against a real server, so none can rot.
+"""Every code example of docs/*.md, and every shell example of README.md, runs as written,
+against a real server, so none can rot.
 
 The examples are the fenced blocks tagged ``python``, ``sh``, ``bash``, ``shell`` or
 ``console``; the markers that say how one runs (``<!-- example: ... -->``) or why it cannot
@@ -38,10 +39,20 @@ import pytest
 from conveyor import Conveyor, Worker
 from conveyor.api import ApiServer, create_app
 from conveyor.embedded import RedisServer, wheel_valkey
-from tests.support.examples import ROOT, Block, blocks, chain, project_folder, venv_env
+from tests.support.examples import (
+    ROOT,
+    SHELL,
+    Block,
+    blocks,
+    chain,
+    project_folder,
+    venv_env,
+)
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-FOUND = {path: blocks(path) for path in DOCS}
+README = ROOT / "README.md"
+# README's Python snippets are tests/test_readme.py's (they build one app, file by file).
+FOUND = {path: blocks(path) for path in DOCS} | {README: blocks(README, SHELL)}
 ALL = [(b, found) for found in FOUND.values() for b in found]
 ADMIN_KEY = "docs-admin-key-0123456789"
 PORT = re.compile(r"\b8000\b")
@@ -111,7 +122,11 @@ async def live_api(folder: Path, any_redis: RedisServer) -> AsyncIterator[ApiSer
     async def resize(image_id: str, width: int) -> dict[str, Any]:
         return {"image_id": image_id, "width": width}
 
-    worker = Worker(app, ["media"], concurrency=2, worker_id="docs-shell")
+    @app.job(name="demo.fast", queue="demo")  # README's, as `conveyor up` serves it
+    async def fast(n: int) -> int:
+        return n
+
+    worker = Worker(app, ["media", "demo"], concurrency=2, worker_id="docs-shell")
     task = asyncio.create_task(worker.run())
     server = ApiServer(create_app(app, admin_key=ADMIN_KEY), "127.0.0.1", 0)
     await server.start()
@@ -183,6 +198,11 @@ async def test_shell_example(block: Block, found: list[Block], folder: Path,
         return
     assert not block.problems, block.problems
     code = "\n".join(with_port(b.code, live_api.port) for b in chain(block, found))
+    # The folder as `conveyor up` leaves it for README's commands: its admin key, and the
+    # project's venv as .venv.
+    (folder / ".conveyor" / "admin.key").write_text(ADMIN_KEY + "\n")
+    if not (folder / ".venv").exists():
+        (folder / ".venv").symlink_to(Path(sys.executable).parent.parent)
     env = venv_env(KEY=ADMIN_KEY)
     env["PATH"] = f"{cli_shims(folder, any_redis)}{os.pathsep}{env['PATH']}"
     out = await run_shell(block, code, folder, env)
