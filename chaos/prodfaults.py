@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import signal
@@ -62,6 +63,9 @@ from chaos.run import (
 from chaos.ticks import CronJob, TickReport, account
 from conveyor import Conveyor
 from conveyor.job import NewJob
+from conveyor.logs import setup_logging
+
+log = logging.getLogger("chaos.prodfaults")
 
 # Production liveness (conveyor.settings defaults); only retry backoff is fast, so the
 # by-design failures end within the run.
@@ -171,7 +175,7 @@ class ProdDriver(Driver):
     async def run(self) -> None:
         cfg = self.pcfg
         self.faults = [Fault(kind, 0.0) for kind in cfg.faults]
-        console.log(f"prodfaults: seed {self.seed}; {cfg.rate:g} jobs/s; faults "
+        log.info(f"seed {self.seed}; {cfg.rate:g} jobs/s; faults "
                     f"{', '.join(cfg.faults)}; workdir {self.workdir}")
         self.t0 = time.time() + 0.2
         stop = asyncio.Event()
@@ -185,7 +189,7 @@ class ProdDriver(Driver):
             stop.set()
             await asyncio.wait_for(tasks[0], 300)
             self.t_end = time.time()
-            console.log(f"prodfaults: {self.produced} jobs in {self.t_end - self.t0:.1f} s; "
+            log.info(f"{self.produced} jobs in {self.t_end - self.t0:.1f} s; "
                         "draining")
             await self.stop_scheduler()
             await self.drain()
@@ -222,7 +226,7 @@ class ProdDriver(Driver):
             fault.at = time.time()
             await actions[fault.kind](fault)
             fault.until = fault.until or time.time()
-            console.log(f"fault: {fault.kind} at +{fault.at - self.t0:.1f} s for "
+            log.info(f"fault: {fault.kind} at +{fault.at - self.t0:.1f} s for "
                         f"{fault.until - fault.at:.1f} s: {describe(fault)}")
 
     async def outage(self, fault: Fault) -> None:
@@ -582,6 +586,7 @@ def parse_args(argv: list[str] | None = None) -> ProdConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_logging()  # one line per record off a terminal, rich on one
     outcome = run_prodfaults(parse_args(argv))
     outcome.print()
     if not outcome.report.ok:

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import random
@@ -67,6 +68,7 @@ from chaos.producer import (
 from conveyor.broker.keys import Keys
 from conveyor.connect import make_redis
 from conveyor.embedded import RedisServer, find_server
+from conveyor.logs import setup_logging
 from conveyor.worker.worker import cancel_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +97,7 @@ STOP_SLACK = 1.0  # a reaper that judged the stopped worker may requeue just aft
 # reaper is back (give or take a client's reconnect backoff).
 RESTART_AFTERMATH = LEASE + 2.0
 console = Console()
+log = logging.getLogger("chaos")
 
 
 @dataclass
@@ -321,7 +324,7 @@ class Driver:
         cfg = self.cfg
         window = cfg.jobs / cfg.rate
         self.faults = plan_faults(cfg, self.rng, window)
-        console.log(f"chaos: seed {self.seed}; {cfg.jobs} jobs at {cfg.rate:g}/s "
+        log.info(f"seed {self.seed}; {cfg.jobs} jobs at {cfg.rate:g}/s "
                     f"(~{window:.0f} s); {len(self.faults)} faults; workdir {self.workdir}")
         self.t0 = time.time() + 0.5
         app = make_producer_app(self.redis_server.url, {"events_maxlen": self.events_maxlen})
@@ -346,7 +349,7 @@ class Driver:
                 raise TimeoutError(f"still running after {limit:.0f} s: "
                                    f"{[t.get_name() for t in pending]}")
             self.t_end = time.time()
-            console.log(f"chaos: submission done in {self.t_end - self.t0:.1f} s; draining")
+            log.info(f"submission done in {self.t_end - self.t0:.1f} s; draining")
             await self.drain()
         finally:
             # cancel_all cancels again until done: on Python 3.11 a cancellation landing as a
@@ -377,7 +380,7 @@ class Driver:
         for fault in self.faults:
             await asyncio.sleep(max(0.0, self.t0 + fault.planned - time.time()))
             await actions[fault.kind](fault)
-            console.log(f"fault: {fault.kind} at +{fault.at - self.t0:.1f} s, pid {fault.pid}: "
+            log.info(f"fault: {fault.kind} at +{fault.at - self.t0:.1f} s, pid {fault.pid}: "
                         f"{describe(fault, None)}")
             if fault.kind == "sigstop":
                 conts.append(asyncio.create_task(self.cont_worker(fault)))
@@ -434,7 +437,7 @@ class Driver:
         fault.until = time.time()
         fault.detail["stopped_s"] = round(fault.until - fault.at, 2)
         self.stopped = None
-        console.log(f"fault: SIGCONT of pid {fault.pid} after {fault.detail['stopped_s']} s")
+        log.info(f"fault: SIGCONT of pid {fault.pid} after {fault.detail['stopped_s']} s")
 
     async def restart_redis(self, fault: Fault) -> None:
         assert self.redis_server.proc is not None
@@ -512,7 +515,7 @@ class Driver:
         try:
             await poll(idle, self.cfg.drain_timeout, "every job to reach an end")
         except AssertionError as exc:  # the checker reports what never finished as lost
-            console.log(f"[red]chaos: {exc}[/red]")
+            log.error(f"{exc}")
 
     async def wait_store(self, expected: Counter[str]) -> None:
         """Until the history store counts what Redis counts and no killed recorder holds
@@ -1159,6 +1162,7 @@ def parse_args(argv: list[str] | None = None) -> ChaosConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    setup_logging()  # one line per record off a terminal, rich on one
     cfg = parse_args(argv)
     outcome = run_chaos(cfg)
     outcome.print()
