@@ -79,7 +79,7 @@ async def submit_bulk(sub: ManyJobs) -> Response:
     specs = [views.submission_spec(job, principal, f"jobs[{i}].",
                                    scope=gateway.settings.idempotency_scope)
              for i, job in enumerate(sub.body.jobs)]
-    handles = await gateway.conveyor.enqueue_many(specs)
+    handles = await gateway.submitter.submit_many(specs)  # validates in slices: reads go on
     answers = [await views.submitted(gateway, h, principal, f"jobs[{i}].idempotency_key")
                for i, h in enumerate(handles)]
     return _json({"jobs": answers}, 201)
