@@ -5,9 +5,10 @@
     .venv/bin/python bench/run.py --tables core http --reps 1
     .venv/bin/python bench/run.py --markdown /tmp/tables.md   # also write the tables as Markdown
 
-Tables: core (Conveyor vs huey, dramatiq, rq), http (wrk), memory, history (recorder lag),
-scale (small vs large backlog; the 1M/10M sizes are `make bench-scale`). Each prints the goal
-of issue 14 next to the measured figure and a PASS/SHORT mark. The machine is shared: only
+Tables: core (Conveyor vs huey, dramatiq, rq), overhead (the drain before the middleware
+change vs with zero middleware, issue 15), http (wrk), memory, history (recorder lag), scale
+(small vs large backlog; the 1M/10M sizes are `make bench-scale`). Each prints the goal of
+issue 14 or 15 next to the measured figure and a PASS/SHORT mark. The machine is shared: only
 figures of the same run compare.
 """
 
@@ -21,14 +22,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import core, history_bench, http_bench, memory_bench, scale_bench
+from bench import core, history_bench, http_bench, memory_bench, overhead_bench, scale_bench
 from bench.common import machine
 
-TABLES = {"core": core, "http": http_bench, "memory": memory_bench,
-          "history": history_bench, "scale": scale_bench}
+TABLES = {"core": core, "overhead": overhead_bench, "http": http_bench,
+          "memory": memory_bench, "history": history_bench, "scale": scale_bench}
 QUICK = {"reps": 1, "jobs": 2000, "single": 2000, "pickups": 50, "seconds": 2.0,
          "memory_jobs": 10_000, "history_jobs": 3000, "mongo_jobs": 500, "small": 2000,
-         "big": 20_000, "history_big": 20_000, "measure": 2000, "http_seconds": 2.0}
+         "big": 20_000, "history_big": 20_000, "measure": 2000, "http_seconds": 2.0,
+         "overhead_reps": 3, "overhead_jobs": 2000}
 
 
 def parse() -> argparse.Namespace:
