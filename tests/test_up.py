@@ -27,6 +27,7 @@ import redis
 from tests.procs import ROOT, wait_for
 
 GRACE = 3.0
+LOAD_SECONDS = 25.0
 STOP_LIMIT = GRACE + 5.0 + 2.0  # the grace, up's margin past it, and interpreter exits
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 
@@ -270,7 +271,8 @@ class Load:
                     self.fail(repr(exc))
                     continue
                 if response.status_code == 201:
-                    self.posted.append(500)
+                    if not self.stopping.is_set():  # jobs/s over the load's LOAD_SECONDS
+                        self.posted.append(500)
                 else:
                     self.fail(f"{response.status_code} {response.text[:200]}")
 
@@ -293,9 +295,9 @@ class Load:
         if not self.stopping.is_set():  # once up stops, refusals are expected
             self.failures.append(what)
 
-    def p99(self) -> float:
+    def percentile(self, p: float) -> float:
         ordered = sorted(self.latencies)
-        return ordered[max(0, int(len(ordered) * 0.99) - 1)]
+        return ordered[max(0, int(len(ordered) * p / 100) - 1)]
 
 
 def test_up_answers_under_load_and_stops_within_its_grace(folder: Path) -> None:
@@ -305,7 +307,7 @@ def test_up_answers_under_load_and_stops_within_its_grace(folder: Path) -> None:
     for thread in threads:
         thread.start()
     try:
-        time.sleep(25)  # the load runs for this long
+        time.sleep(LOAD_SECONDS)  # the load runs for this long
         procs = list(up.children().values())
         load.stopping.set()
         seconds = up.stop()  # under load: the producers go on posting
@@ -323,7 +325,9 @@ def test_up_answers_under_load_and_stops_within_its_grace(folder: Path) -> None:
     # Behaviour, not speed (bench/ measures speed): the API never stalls under job load, as
     # it did for minutes when everything shared one event loop. The p99 <= 1 s goal
     # is printed, and measured in the benchmark, not asserted on a shared CI machine.
-    print(f"/api/queues under load: p99 {load.p99():.3f}s over {len(load.latencies)} reads")
+    print(f"/api/queues under load: p50 {load.percentile(50):.3f}s, p99 "
+          f"{load.percentile(99):.3f}s, max {max(load.latencies):.3f}s over "
+          f"{len(load.latencies)} reads; bulk {sum(load.posted) / LOAD_SECONDS:.0f} jobs/s")
     assert max(load.latencies) <= 5.0, (sorted(load.latencies)[-5:], len(load.latencies))
 
 
