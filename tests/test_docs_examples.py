@@ -46,6 +46,7 @@ from tests.support.examples import (
     blocks,
     chain,
     project_folder,
+    run_to_end,
     venv_env,
 )
 
@@ -98,19 +99,10 @@ async def test_python_example(block: Block, found: list[Block], folder: Path) ->
             "given": [g for b in chain(block, found) for g in b.given],
             "until_url": block.until_url and with_port(block.until_url, port)}
     (folder / "spec.json").write_text(json.dumps(spec))
-    proc = await asyncio.create_subprocess_exec(
+    status, text = await run_to_end(
         sys.executable, str(ROOT / "tests" / "support" / "docrun.py"), "spec.json",
-        cwd=folder, env=venv_env(), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    try:
-        async with asyncio.timeout(90):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{block.where} did not finish") from None
-    text = out.decode()
-    assert proc.returncode == 0 and "example ran" in text, f"{block.where} failed:\n{text}"
+        cwd=folder, env=venv_env(), timeout=90, what=block.where)
+    assert status == 0 and "example ran" in text, f"{block.where} failed:\n{text}"
 
 
 @pytest.fixture

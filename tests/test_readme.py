@@ -25,7 +25,7 @@ import pytest
 
 from conveyor import Worker
 from conveyor.embedded import RedisServer
-from tests.support.examples import PYTHON, ROOT, blocks, project_folder
+from tests.support.examples import PYTHON, ROOT, blocks, project_folder, run_to_end
 
 README = ROOT / "README.md"
 FILE_NAME = re.compile(r"# (\w+\.py)\n")
@@ -61,18 +61,10 @@ def folder(
 
 
 async def run_script(folder: Path, snippet: Snippet) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(snippet.file), cwd=folder, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
-    try:
-        async with asyncio.timeout(60):
-            out, _ = await proc.communicate()
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"README.md:{snippet.line} ({snippet.file}) did not finish") from None
-    text = out.decode()
-    assert proc.returncode == 0, f"README.md:{snippet.line} ({snippet.file}) failed:\n{text}"
+    where = f"README.md:{snippet.line} ({snippet.file})"
+    status, text = await run_to_end(sys.executable, str(snippet.file), cwd=folder, timeout=60,
+                                    what=where)
+    assert status == 0, f"{where} failed:\n{text}"
     return text
 
 

@@ -24,6 +24,7 @@ untagged block that starts with a command is refused (tag it).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import sys
@@ -155,3 +156,21 @@ def venv_env(**extra: str) -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
     return env
+
+
+async def run_to_end(*args: str, cwd: Path, timeout: float, what: str,
+                     env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run a process to its end: (exit status, its output, stderr included); an
+    AssertionError naming ``what`` when it takes longer than ``timeout`` seconds."""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{what} did not finish") from None
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
