@@ -51,6 +51,12 @@ async def test_everything_works_on_a_cluster(cluster_setup: ClusterSetup) -> Non
         stats = {s.name: s for s in await views.queue_stats(app)}
         assert set(QUEUES) <= set(stats)
         assert [w.id for w in await views.workers(app)] == [worker.id]
+        # /metrics' reads of schedulers and recorder lag pipeline keyless and per-queue
+        # commands over every node.
+        from conveyor.api.metrics import read_services
+
+        services = await read_services(app, QUEUES)
+        assert (services.schedulers_alive, services.scheduler_leaders) == (0, 0)
     finally:
         worker.stop()
         await task

@@ -202,20 +202,20 @@ class Services:
 
 
 async def read_services(conveyor: Conveyor, queues: list[str]) -> Services:
-    """Schedulers and the recorder's lag, in two pipelined round trips: the first reads the
-    schedulers' ZSET, the leader lock and every events stream's groups; the second checks
-    which schedulers' status keys exist and finds each lagging stream's oldest entry that
-    is not acknowledged: the oldest pending one (XPENDING) or else the first one after the
-    group's last delivered id (XRANGE), since pending entries come before undelivered ones."""
+    """Schedulers and the recorder's lag, in two pipelined round trips (and a TIME when a
+    recorder lags): the first reads the schedulers' ZSET, the leader lock and every events
+    stream's groups; the second checks which schedulers' status keys exist and finds each
+    lagging stream's oldest entry that is not acknowledged: the oldest pending one
+    (XPENDING) or else the first one after the group's last delivered id (XRANGE), since
+    pending entries come before undelivered ones."""
     redis, glob = conveyor.redis, conveyor.keys.glob
     streams = [conveyor.keys.queue(q).events for q in queues]
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.time()
         pipe.zrange(glob.schedulers, 0, -1)
         pipe.get(glob.lock(LEADER_LOCK))
         for stream in streams:
             pipe.xinfo_groups(stream)
-        now, owners, lock, *infos = _checked(await pipe.execute(raise_on_error=False))
+        owners, lock, *infos = _checked(await pipe.execute(raise_on_error=False))
     groups = {q: g for q, g in zip(queues, map(_recorder_group, infos), strict=True) if g}
     lagging = {q: g for q, g in groups.items() if g.get("pending") or g.get("lag") != 0}
     async with redis.pipeline(transaction=False) as pipe:
@@ -229,7 +229,8 @@ async def read_services(conveyor: Conveyor, queues: list[str]) -> Services:
                 pipe.xrange(stream, min=_after(group["last-delivered-id"]), count=1)
         replies = _checked(await pipe.execute(raise_on_error=False)) if len(pipe) else []
     alive = {o for o, present in zip(owners, replies[:len(owners)], strict=True) if present}
-    now_ms = server_ms(now)
+    # Not in the pipeline: a Cluster pipeline refuses keyless commands such as TIME.
+    now_ms = server_ms(await redis.time()) if lagging else 0
     lag = dict.fromkeys(groups, 0.0)
     for queue, reply in zip(lagging, replies[len(owners):], strict=True):
         oldest = _oldest_id(reply)
