@@ -24,8 +24,9 @@ signatures: ``Conveyor(redis_url=...)``, ``@app.job(queue=, max_attempts=)``,
 ``n - 2`` no-ops enqueued 1,000 per call, a ``stamp`` job, then one worker process (a
 ``Worker`` with concurrency 200 on uvloop, as ``conveyor worker`` runs it) drains; the drain
 runs from the start of the first stamp's handler to the start of the last, so the worker's
-start-up is not counted. Repetitions are interleaved (before, change, now, before, ...) so a
-change in the machine's load hits every tree alike.
+start-up is not counted. Repetitions are interleaved, the order rotated each round (before,
+change, now; change, now, before; ...), so a change in the machine's load hits every tree
+alike and no tree always runs in the same position.
 """
 
 from __future__ import annotations
@@ -249,8 +250,10 @@ def drain_once(tree: Path, opts: argparse.Namespace) -> tuple[float, str]:
 
 def collect(paths: dict[str, Path], opts: argparse.Namespace) -> dict[str, list[float]]:
     runs: dict[str, list[float]] = {rev: [] for rev in paths}
+    order = list(paths.items())
     for rep in range(opts.overhead_reps):
-        for rev, tree in paths.items():
+        # Rotated each round, so no tree always runs first (or last) after the previous one.
+        for rev, tree in order[rep % len(order):] + order[:rep % len(order)]:
             rate, error = drain_once(tree, opts)
             runs[rev].append(rate)
             shown = error or f"{rate:,.0f} jobs/s"
