@@ -13,13 +13,21 @@ from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from conveyor import Conveyor, IdempotencyConflict, ValidationError
 from conveyor.broker.broker import Broker, MissingParent
 from conveyor.embedded import RedisServer
-from conveyor.errors import NotDurable
+from conveyor.errors import ConveyorError, NotDurable
 from conveyor.job import NewJob
 from tests.conftest import FAST
+from tests.topology.conftest import (
+    SERVICE,
+    SentinelSetup,
+    sentinel_setup,  # noqa: F401 (the fixture)
+    wait_until,
+)
+from tests.topology.conftest import client as sync_client
 
 # Differ between two jobs written a moment apart, whatever the path.
 VARYING = {"id", "created", "due", "finished", "job", "ts"}
@@ -196,5 +204,40 @@ async def test_a_cluster_or_single_connection_client_takes_the_script_call(
         assert (await broker.enqueue_one(job)).status == "queued"
         assert broker._lane is None
         await single.aclose()
+    finally:
+        await app.close()
+
+
+async def test_the_broker_connection_follows_a_sentinel_failover(
+    sentinel_setup: SentinelSetup,  # noqa: F811 (the imported fixture)
+) -> None:
+    """Over Sentinel the single submit's connection is the pool's Sentinel-managed one: after
+    a fail-over (READONLY from the old primary, or a dropped connection) it reconnects to the
+    new primary by itself."""
+    app = Conveyor(redis_url=sentinel_setup.url, **FAST)
+
+    @app.job(queue="q")
+    async def work(n: int) -> None:
+        return None
+
+    try:
+        first = await app.enqueue("work", {"n": 0})
+        assert first.status == "queued" and app.broker._lane is not None
+        old = sentinel_setup.current_primary_port()
+        sync_client(sentinel_setup.sentinel_ports[0]).execute_command(
+            "SENTINEL", "FAILOVER", SERVICE)
+        wait_until(lambda: sentinel_setup.current_primary_port() != old, 30, "the fail-over")
+        # Until the old primary is told to follow, it still takes writes (Sentinel's window).
+        wait_until(lambda: sync_client(old).info("replication")["role"] == "slave", 30,
+                   "the old primary to follow the new one")
+        landed, deadline = [], asyncio.get_running_loop().time() + 30
+        while len(landed) < 20 and asyncio.get_running_loop().time() < deadline:
+            try:
+                landed.append((await app.enqueue("work", {"n": len(landed) + 1})).id)
+            except (RedisError, ConveyorError):
+                await asyncio.sleep(0.2)  # the switch itself may refuse a call or two
+        assert len(landed) == 20
+        new = sync_client(sentinel_setup.current_primary_port())
+        assert all(new.exists(app.keys.queue("q").job(job_id)) for job_id in landed)
     finally:
         await app.close()

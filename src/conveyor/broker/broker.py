@@ -223,6 +223,11 @@ class Broker:
         limit = self._lane_timeout
 
         async def once() -> Any:
+            if not conn.is_connected:
+                # As the pool connects a connection it hands out: connect() is what asks
+                # Sentinel for the current primary (send_packed_command would reconnect to
+                # the address it had, the old primary after a fail-over).
+                await conn.connect()  # type: ignore[no-untyped-call]
             try:
                 async with asyncio.timeout(limit):
                     await conn.send_packed_command(packed)
