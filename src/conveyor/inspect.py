@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
@@ -82,42 +83,57 @@ class SchedulerInfo(BaseModel):
 
 
 async def queue_stats(app: Conveyor, queues: list[str] | None = None) -> list[QueueStats]:
-    """Depths of every queue in one pipelined round trip (two when ages are needed)."""
+    """Depths of every queue in one pipelined round trip, with Redis TIME alongside it (a
+    Cluster pipeline refuses keyless commands), and one more for the ages of the oldest
+    waiting jobs of all queues when any waits."""
     names = queues if queues is not None else await app.queues()
     redis = app.redis
-    async with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            qk = app.keys.queue(name)
-            for p in PRIORITIES:
-                pipe.llen(qk.ready(p))
-            pipe.zcard(qk.delayed)
-            pipe.zcard(qk.active)
-            pipe.zcard(qk.dead)
-            pipe.hget(qk.meta, "paused")
-            for p in PRIORITIES:
-                pipe.lindex(qk.ready(p), -1)  # the oldest id waiting at each priority
-        raw = await pipe.execute()
-    now_ms = server_ms(await redis.time())
+
+    async def depths() -> list[Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                qk = app.keys.queue(name)
+                for p in PRIORITIES:
+                    pipe.llen(qk.ready(p))
+                pipe.zcard(qk.delayed)
+                pipe.zcard(qk.active)
+                pipe.zcard(qk.dead)
+                pipe.hget(qk.meta, "paused")
+                for p in PRIORITIES:
+                    pipe.lindex(qk.ready(p), -1)  # the oldest id waiting at each priority
+            return await pipe.execute()
+
+    raw, now = await asyncio.gather(depths(), redis.time())
+    now_ms = server_ms(now)
+    rows = [raw[i * 10:(i + 1) * 10] for i in range(len(names))]
+    oldest = [(name, [o for o in row[7:] if o]) for name, row in zip(names, rows, strict=True)]
+    created = await _created(app, oldest)
     out = []
-    for i, name in enumerate(names):
-        high, normal, low, delayed, active, dead, paused, *oldest = raw[i * 10:(i + 1) * 10]
-        created = await _created(app, name, [o for o in oldest if o])
+    for name, row in zip(names, rows, strict=True):
+        high, normal, low, delayed, active, dead, paused = row[:7]
+        dues = created.get(name)
         out.append(QueueStats(
             name=name, high=high, normal=normal, low=low, delayed=delayed, active=active,
             dead=dead, paused=paused == "1",
-            oldest_waiting_seconds=(now_ms - min(created)) / 1000 if created else None,
+            oldest_waiting_seconds=(now_ms - min(dues)) / 1000 if dues else None,
         ))
     return out
 
 
-async def _created(app: Conveyor, queue: str, ids: list[str]) -> list[int]:
-    if not ids:
-        return []
-    qk = app.keys.queue(queue)
+async def _created(app: Conveyor, oldest: list[tuple[str, list[str]]]) -> dict[str, list[int]]:
+    """The due times of the given job ids of each queue, in one pipelined round trip."""
+    wanted = [(queue, job_id) for queue, ids in oldest for job_id in ids]
+    if not wanted:
+        return {}
     async with app.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(qk.job(job_id), "due")
-        return [int(v) for v in await pipe.execute() if v]
+        for queue, job_id in wanted:
+            pipe.hget(app.keys.queue(queue).job(job_id), "due")
+        dues = await pipe.execute()
+    out: dict[str, list[int]] = {}
+    for (queue, _), due in zip(wanted, dues, strict=True):
+        if due:
+            out.setdefault(queue, []).append(int(due))
+    return out
 
 
 async def workers(app: Conveyor, heartbeat_ttl_ms: int | None = None) -> list[WorkerInfo]:
