@@ -275,24 +275,24 @@ class Conveyor:
 
     async def prepare(self, spec: Mapping[str, Any], field: str = "") -> NewJob:
         """Validate one submission (a mapping with the ``enqueue`` keyword names)."""
-        unknown = set(spec) - submit.SUBMIT_FIELDS
-        if unknown:
-            name = sorted(unknown)[0]
+        if not submit.SUBMIT_FIELDS.issuperset(spec):
+            name = sorted(set(spec) - submit.SUBMIT_FIELDS)[0]
             raise ValidationError(f"{field}{name}", f"{field}{name} is not a submission field")
         type_ = spec.get("type")
         if not isinstance(type_, str):
             raise ValidationError(f"{field}type", f"{field}type must be a job type name")
         args_json = submit.encode_args(spec.get("args"), f"{field}args")
         defaults = await self._validate_args(type_, args_json, f"{field}args", f"{field}type")
-        def given(name: str) -> Any:
-            value = spec.get(name)
-            return defaults[name] if value is None else value
-
+        get = spec.get
+        queue, priority = get("queue"), get("priority")
+        max_attempts, timeout = get("max_attempts"), get("timeout")
         return submit.build(
             type_, args_json,
-            queue=given("queue"), priority=given("priority"),
-            delay=spec.get("delay"), run_at=spec.get("run_at"),
-            max_attempts=given("max_attempts"), timeout=given("timeout"),
+            queue=defaults["queue"] if queue is None else queue,
+            priority=defaults["priority"] if priority is None else priority,
+            delay=get("delay"), run_at=get("run_at"),
+            max_attempts=defaults["max_attempts"] if max_attempts is None else max_attempts,
+            timeout=defaults["timeout"] if timeout is None else timeout,
             idempotency_key=spec.get("idempotency_key"), meta=spec.get("meta"),
             depends_on=spec.get("depends_on"), on_parent_failure=spec.get("on_parent_failure"),
             field=field,
