@@ -241,3 +241,25 @@ async def test_the_broker_connection_follows_a_sentinel_failover(
         assert all(new.exists(app.keys.queue("q").job(job_id)) for job_id in landed)
     finally:
         await app.close()
+
+
+async def test_a_submit_cancelled_mid_call_leaves_no_reply_for_the_next(
+    redis_server: RedisServer, two: Conveyor
+) -> None:
+    """A caller cancelled while its EVALSHA is in flight (a request timeout, a task
+    cancelled) must not leave that reply on the kept connection: the next submit would read
+    it as its own and return another job's id."""
+    first = await two.enqueue("work", {"n": 1})  # the lane exists
+    assert first.id
+    redis_server.pause()  # the server takes the command but answers nothing
+    try:
+        stuck = asyncio.create_task(two.enqueue("work", {"n": 2}))
+        await asyncio.sleep(0.2)  # the command is on the wire (a stopped server: no event)
+        stuck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stuck
+    finally:
+        redis_server.resume()
+    handle = await two.enqueue("work", {"n": 3})
+    info = await handle.info()
+    assert info is not None and info.args == {"n": 3}, info
