@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import Conveyor
+from conveyor import Conveyor, connect
 from conveyor.embedded import RedisServer, wheel_valkey
 
 
@@ -64,3 +64,16 @@ async def app(redis_server: RedisServer) -> AsyncIterator[Conveyor]:
     conveyor = Conveyor(redis_url=redis_server.url, **FAST)
     yield conveyor
     await conveyor.close()
+
+
+@pytest.fixture(autouse=True)
+def _client_defaults_stay_in_their_test() -> Iterator[None]:
+    """A CLI command run in-process (typer's CliRunner) sets the one-shot client defaults -
+    no retries, short timeouts - for the rest of its process, as a real `conveyor` command
+    should; here the process is the whole test session, so they are put back after each
+    test. (They leaked: every later client had no retry, and a test that rides a reconnect
+    or a Redis restart failed only in the full suite.)"""
+    saved = dict(connect._client_defaults)
+    yield
+    connect._client_defaults.clear()
+    connect._client_defaults.update(saved)
