@@ -50,7 +50,9 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.console import Console
 from rich.table import Table
 
@@ -413,7 +415,18 @@ class Driver:
         """The jobs a worker holds a lease on. Its lease set also keeps ids of leases it lost
         (a reaper that requeues an expired lease leaves them there), so each job hash must
         still name it. Right after a kill the set and hashes stay as they were until a
-        reaper notices the silence (>= 0.8 s later)."""
+        reaper notices the silence (>= 0.8 s later). A fault may follow a Redis restart
+        closely: the driver's own reads then wait for Redis like everyone's (up to 60 s)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                return await self._leases_of(wid)
+            except (RedisConnectionError, RedisTimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)  # Redis is restarting: try again
+
+    async def _leases_of(self, wid: str) -> list[str]:
         ids = sorted(await self.redis.smembers(QK.worker_jobs(wid)))
         async with self.redis.pipeline(transaction=False) as pipe:
             for job in ids:
