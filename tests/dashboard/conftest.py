@@ -204,6 +204,9 @@ def login(page: Page, server: Server, path: str = "/", key: str | None = None) -
 
 def screenshot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    # From the top: a full-page capture of a scrolled page draws the sticky top bar across
+    # the middle of the picture, where the scroll left it.
+    page.evaluate("() => window.scrollTo(0, 0)")
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
