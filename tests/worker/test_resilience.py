@@ -267,6 +267,10 @@ def test_a_killed_worker_has_its_jobs_rerun_within_about_2s_by_default(
         killed = time.monotonic()
         wait_for(lambda: r.llen("started") == 2, 20, "the job to run again")
         rerun_after = time.monotonic() - killed
+        # The survivor lives until Redis took the re-run's outcome: its handler writes the
+        # ledger before the worker acknowledges the job.
+        wait_for(lambda: r.hget(f"{{cv:default}}:job:{job}", "status") == "completed", 20,
+                 "the re-run to complete")
     finally:
         for proc in (victim, survivor):
             if proc is not None and proc.poll() is None:
@@ -274,5 +278,4 @@ def test_a_killed_worker_has_its_jobs_rerun_within_about_2s_by_default(
     # The lease is 30 s: only the heartbeat (TTL 1.5 s) and the reaper (0.5 s) explain a
     # re-run this early. Not a speed test: a loaded machine gets generous room.
     assert rerun_after < 6, f"re-run {rerun_after:.1f}s after the kill"
-    wait_for(lambda: r.llen("ledger") == 1, 20, "the re-run to finish")
-    assert r.hget(f"{{cv:default}}:job:{job}", "status") == "completed"
+    assert r.llen("ledger") == 1  # it finished once: the victim's attempt never did
