@@ -23,6 +23,8 @@ import orjson
 import psutil
 import pytest
 import redis
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from tests.procs import ROOT, wait_for
 
@@ -329,6 +331,59 @@ def test_up_answers_under_load_and_stops_within_its_grace(folder: Path) -> None:
           f"{load.percentile(99):.3f}s, max {max(load.latencies):.3f}s over "
           f"{len(load.latencies)} reads; bulk {sum(load.posted) / LOAD_SECONDS:.0f} jobs/s")
     assert max(load.latencies) <= 5.0, (sorted(load.latencies)[-5:], len(load.latencies))
+
+
+FLOOD_SECONDS = 12.0
+
+
+def _ping_flood(up: Up, stop: threading.Event, closes: list[int]) -> None:
+    """A hostile client: WebSocket pings as fast as it can send them, and again on a new
+    socket each time the server closes the last one."""
+    url = up.url.replace("http", "ws", 1) + "/api/ws"
+    ping = orjson.dumps({"type": "ping"}).decode()
+    while not stop.is_set():
+        try:
+            with ws_connect(url, open_timeout=10) as ws:
+                ws.send(orjson.dumps({"type": "auth", "key": up.key}).decode())
+                ws.recv(timeout=10)
+                while not stop.is_set():
+                    ws.send(ping)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None:
+                closes.append(exc.rcvd.code)
+        except (OSError, TimeoutError):
+            pass  # a refused or slow connect: try again
+
+
+def test_a_ping_flooding_client_does_not_stall_other_clients(folder: Path) -> None:
+    up = start_up(folder, "--demo-rate", "0", CONVEYOR_API_RATE_LIMIT="unlimited")
+    stop = threading.Event()
+    closes: list[int] = []
+    flood = threading.Thread(target=_ping_flood, args=(up, stop, closes))
+    latencies: list[float] = []
+    try:
+        flood.start()
+        with up.client() as api:
+            end = time.monotonic() + FLOOD_SECONDS
+            while time.monotonic() < end:
+                start = time.monotonic()
+                assert api.get("/api/queues", timeout=30).status_code == 200
+                latencies.append(time.monotonic() - start)
+                time.sleep(0.05)  # a dashboard-like reader, not a second flood
+    finally:
+        stop.set()
+        flood.join(30)
+        up.stop()
+    # The flooder is cut off (4029) each time it passes its burst, and reconnects.
+    assert closes and set(closes) <= {4029}, closes[:5]
+    ordered = sorted(latencies)
+    p99 = ordered[max(0, int(len(ordered) * 0.99) - 1)]
+    # Behaviour, not speed (bench/ measures speed): the others' reads never stall. The
+    # issue's p99 <= 250 ms goal is printed.
+    print(f"/api/queues during a ping flood: p99 {p99 * 1000:.0f} ms, max "
+          f"{ordered[-1] * 1000:.0f} ms over {len(ordered)} reads; flooder closed "
+          f"{len(closes)} times")
+    assert ordered[-1] <= 2.0, ordered[-5:]
 
 
 def test_a_taken_port_stops_up_at_once_but_time_wait_does_not(folder: Path) -> None:
