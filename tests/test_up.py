@@ -357,6 +357,10 @@ def _ping_flood(up: Up, stop: threading.Event, closes: list[int]) -> None:
 
 def test_a_ping_flooding_client_does_not_stall_other_clients(folder: Path) -> None:
     up = start_up(folder, "--demo-rate", "0", CONVEYOR_API_RATE_LIMIT="unlimited")
+    # --demo-rate 0 is one burst: the demo exits 0 and stays ended (it was started again
+    # and again, a burst every 10 s, crowding the browser tests' shared server).
+    wait_for(lambda: re.search(r"demo \(pid \d+\) finished", up.log.read_text()), 60,
+             "the one-burst demo to finish")
     stop = threading.Event()
     closes: list[int] = []
     flood = threading.Thread(target=_ping_flood, args=(up, stop, closes))
@@ -384,6 +388,7 @@ def test_a_ping_flooding_client_does_not_stall_other_clients(folder: Path) -> No
           f"{ordered[-1] * 1000:.0f} ms over {len(ordered)} reads; flooder closed "
           f"{len(closes)} times")
     assert ordered[-1] <= 2.0, ordered[-5:]
+    assert not re.search(r"demo \(pid \d+\) exited", up.log.read_text())
 
 
 def test_a_taken_port_stops_up_at_once_but_time_wait_does_not(folder: Path) -> None:

@@ -190,6 +190,7 @@ class Child:
     started: float = 0.0
     background: bool = True  # runs at a lower CPU priority than the API
     asked_to_restart: bool = False  # a restart that is no failure: no backoff
+    finishes: bool = False  # its work has an end: exiting 0 on its own means done
 
     async def start(self) -> None:
         self.started = time.monotonic()
@@ -274,6 +275,9 @@ class Supervisor:
                 log.error("%s exited with status 2 (bad input): stopping everything", child.name)
                 self.stop(EXIT_BAD_INPUT)
                 return
+            if code == 0 and child.finishes and not child.asked_to_restart:
+                log.info("%s (pid %s) finished", child.name, child.pid)
+                return
             lived = time.monotonic() - child.started
             backoff = BACKOFF_FIRST if lived > HEALTHY_AFTER else backoff
             delay = 0.0 if child.asked_to_restart else backoff
@@ -302,7 +306,9 @@ def children(opts: UpOptions, env: dict[str, str], key: str) -> list[Child]:
         Child("scheduler", ["scheduler", spec], env),
     ]
     if opts.app is None:
-        out.append(Child("demo", ["demo", "--rate", str(opts.demo_rate)], env))
+        # --demo-rate 0 is one burst: the demo then exits 0, and is not started again.
+        out.append(Child("demo", ["demo", "--rate", str(opts.demo_rate)], env,
+                         finishes=opts.demo_rate == 0))
     return out
 
 
