@@ -133,7 +133,9 @@ def test_dlq_retries_every_match_of_an_error_filter_across_pages(vpage: Page,
 def test_schedules_page_shows_pauses_and_runs_a_cron_schedule(vpage: Page,
                                                                loaded: Server) -> None:
     page = vpage
-    r = loaded.api.put("/api/schedules/squares", json={"type": "demo.fast", "cron": "*/5 * * * *",
+    # Once a year (03:00 on 1 January): no tick can fire while the test runs, so "never"
+    # holds until Run now (every 5 minutes fired mid-test once, at 12:05:00).
+    r = loaded.api.put("/api/schedules/squares", json={"type": "demo.fast", "cron": "0 3 1 1 *",
                                                        "args": {"n": 7}})
     assert r.status_code == 200, r.text
     later = loaded.api.post("/api/jobs", json={"type": "demo.fast", "args": {"n": 1},
