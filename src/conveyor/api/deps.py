@@ -166,10 +166,13 @@ ERROR_CODES = {"extra_forbidden": "unknown_field", "missing": "missing_field",
                "string_pattern_mismatch": "invalid_name", "literal_error": "invalid_value"}
 
 
-async def read_body(request: Request, model: type[M]) -> M:
-    """The body as strict JSON, validated with ``model``."""
+async def read_body(request: Request, model: type[M], body: bytes | None = None) -> M:
+    """The body (read from the request unless given) as strict JSON, validated with
+    ``model``."""
     jsonbody.check_content_type(request.headers.get("content-type"))
-    value = jsonbody.parse(await request.body(), get_gateway(request).settings.max_json_depth)
+    if body is None:
+        body = await request.body()
+    value = jsonbody.parse(body, get_gateway(request).settings.max_json_depth)
     try:
         return model.model_validate(value)
     except pydantic.ValidationError as exc:
@@ -208,14 +211,26 @@ def submission(model: type[M]) -> Callable[[Request], Awaitable[Submission[M]]]:
     submissions are the API's hot path and FastAPI's per-dependency cost is not small."""
 
     async def read(request: Request) -> Submission[M]:
-        call = await authorize(request, lambda p: p.submits, "submit jobs")
-        key = request.headers.get("idempotency-key")
-        if key is not None and not NAME_RE.fullmatch(key):
-            raise ApiError(422, "invalid_request", "header.Idempotency-Key must be 1 to 64 "
-                           "characters from A-Z a-z 0-9 _ . -", "header.Idempotency-Key")
-        return Submission(call, await read_body(request, model), key)
+        return await read_submission(request, model)
 
     return read
+
+
+def _submits(principal: Principal) -> bool:
+    return principal.submits
+
+
+async def read_submission(
+    request: Request, model: type[M], body: bytes | None = None
+) -> Submission[M]:
+    """What ``submission(model)`` resolves, in its order of checks; ``body``: the request's
+    body when the caller has read it already (``conveyor.api.direct``)."""
+    call = await authorize(request, _submits, "submit jobs")
+    key = request.headers.get("idempotency-key")
+    if key is not None and not NAME_RE.fullmatch(key):
+        raise ApiError(422, "invalid_request", "header.Idempotency-Key must be 1 to 64 "
+                       "characters from A-Z a-z 0-9 _ . -", "header.Idempotency-Key")
+    return Submission(call, await read_body(request, model, body), key)
 
 
 def body_error(exc: pydantic.ValidationError) -> ApiError:

@@ -13,12 +13,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from conveyor import __version__
 from conveyor.api.dashboard import mount_dashboard
 from conveyor.api.deps import limit_static
+from conveyor.api.direct import direct_routes
 from conveyor.api.errors import ErrorResponse, install_handlers
 from conveyor.api.gateway import Gateway
 from conveyor.api.middleware import GatewayMiddleware
 from conveyor.api.models import BulkSubmission, DlqSelection, JobSubmission
 from conveyor.api.openapi import install_openapi, repeatable_query_names
-from conveyor.api.routes import ROUTERS
+from conveyor.api.routes import ROUTERS, jobs
 from conveyor.api.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -84,7 +85,8 @@ def create_app(
     app.add_middleware(
         GatewayMiddleware, max_body_bytes=gateway.settings.max_body_bytes,
         body_timeout=gateway.settings.body_timeout_seconds,
-        observe=gateway.metrics.observe_request, repeatable=repeatable_query_names(app))
+        observe=gateway.metrics.observe_request, repeatable=repeatable_query_names(app),
+        direct=direct_routes(jobs.router, jobs.DIRECT))
     _add_docs(app)
     mount_dashboard(app, limit=limit_static)
     return app

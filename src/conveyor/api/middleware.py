@@ -10,14 +10,16 @@ Responsibilities, for every HTTP request:
   FastAPI would keep the last value and answer for something the caller did not ask);
 - count the request by route template and status for ``/metrics``;
 - answer an unexpected exception (a bug) with a 500 in the error shape, logging its traceback
-  once (Starlette's outermost handler would log it and then the server a second time).
+  once (Starlette's outermost handler would log it and then the server a second time);
+- serve the routes given as ``direct`` itself, with the body it has read (see
+  ``conveyor.api.direct``: the submission routes, without FastAPI's per-request cost).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,6 +33,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Observer = Callable[[str, str, int], None]
+# (scope, body, receive, send): a route served by the middleware itself.
+DirectApp = Callable[[Scope, bytes, Receive, Send], Awaitable[None]]
 
 
 class _TooLarge(Exception):  # internal signal
@@ -43,8 +47,10 @@ class GatewayMiddleware:
     def __init__(
         self, app: ASGIApp, *, max_body_bytes: int, body_timeout: float,
         observe: Observer | None = None, repeatable: frozenset[str] = frozenset(),
+        direct: Mapping[tuple[str, str], DirectApp] | None = None,
     ) -> None:
         self.app = app
+        self.direct = dict(direct or {})
         self.repeatable = repeatable
         self.max_body = max_body_bytes
         self.timeout = body_timeout
@@ -57,27 +63,31 @@ class GatewayMiddleware:
         state = scope.setdefault("state", {})
         status = [0]
         repeated = _repeated_param(scope.get("query_string", b""), self.repeatable)
-        early = await self._read_body(scope, receive) if repeated is None else None
+        body = await self._read_body(scope, receive) if repeated is None else None
         if repeated is not None:
             status[0] = 422
             await error_response(
                 422, "invalid_request", f"query.{repeated}: given more than once; give it "
                 "once", f"query.{repeated}")(scope, receive, send)
-        elif isinstance(early, int):
-            await self._reject(scope, receive, send, early)
-            status[0] = early
+        elif isinstance(body, int):
+            await self._reject(scope, receive, send, body)
+            status[0] = body
         else:
-            await self._call_app(scope, early or receive, self._sender(send, state, status),
+            await self._call_app(scope, receive, body, self._sender(send, state, status),
                                  status)
         if self.observe is not None:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.observe(scope["method"], template, status[0])
 
-    async def _call_app(self, scope: Scope, receive: Receive, send: Send,
+    async def _call_app(self, scope: Scope, receive: Receive, body: bytes | None, send: Send,
                         status: list[int]) -> None:
+        direct = self.direct.get((scope["method"], scope["path"])) if self.direct else None
         try:
-            await self.app(scope, receive, send)
+            if direct is not None and not scope.get("root_path"):
+                await direct(scope, body or b"", receive, send)
+            else:
+                await self.app(scope, receive if body is None else _replay(body, receive), send)
         except Exception as exc:
             if status[0]:  # the response has begun: the server can only drop the connection
                 raise
@@ -100,9 +110,9 @@ class GatewayMiddleware:
 
         return wrapped
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | int | None:
-        """A receive that replays the whole body; None when there is no body; a status
-        (413, 408, 400) when the body must be refused."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | int | None:
+        """The whole body; None when there is none; a status (413, 408, 400) when the body
+        must be refused."""
         length, chunked = _body_headers(scope)
         if length is None and not chunked:
             return None
@@ -117,7 +127,7 @@ class GatewayMiddleware:
             return 413
         except TimeoutError:
             return 408
-        return _replay(body, receive)
+        return body
 
     async def _collect(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

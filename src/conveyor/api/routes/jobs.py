@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from conveyor.api import argsearch, views
 from conveyor.api.deps import (
@@ -18,6 +19,7 @@ from conveyor.api.deps import (
     body_openapi,
     submission,
 )
+from conveyor.api.direct import Endpoint
 from conveyor.api.errors import ApiError, responses
 from conveyor.api.models import (
     NAME_PATTERN,
@@ -83,6 +85,12 @@ async def submit_bulk(sub: ManyJobs) -> Response:
     answers = [await views.submitted(gateway, h, principal, f"jobs[{i}].idempotency_key")
                for i, h in enumerate(handles)]
     return _json({"jobs": answers}, 201)
+
+
+# Served by the gateway middleware itself, with these body models (see conveyor.api.direct);
+# the declarations above document them and serve a path the middleware does not match.
+DIRECT: dict[str, tuple[type[BaseModel], Endpoint]] = {
+    "/api/jobs": (JobSubmission, submit), "/api/jobs/bulk": (BulkSubmission, submit_bulk)}
 
 
 @router.get("", response_model=JobPageOut, summary="Search the job history",
