@@ -9,16 +9,18 @@ have an empty ``job`` and are not job history.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class MalformedEvent(ValueError):
     """A stream entry that does not have the fields every job event carries."""
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """A job transition. ``fields`` holds the entry's fields as the script wrote them."""
+class Event(NamedTuple):
+    """A job transition. ``fields`` holds the entry's fields as the script wrote them.
+
+    A named tuple: immutable, and built in a fifth of the time a frozen dataclass takes (the
+    recorder builds one per stream entry, on the event loop)."""
 
     queue: str
     stream_id: str
