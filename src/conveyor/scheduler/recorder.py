@@ -95,7 +95,7 @@ class Recorder:
         consumer_name: str,
         *,
         group: str = GROUP,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         block_ms: int = 1000,
         min_idle_ms: int = 30_000,
         discover_seconds: float = 2.0,
@@ -105,7 +105,10 @@ class Recorder:
         health: LoopHealth | None = None,
     ) -> None:
         """``redis`` must use ``decode_responses=True`` and a socket timeout above
-        ``block_ms`` (or none). ``min_idle_ms`` must exceed the longest a healthy recorder
+        ``block_ms`` (or none). ``batch_size`` bounds the entries read per stream and call:
+        a recorder that keeps up reads what is there; one that fell behind catches up faster
+        in large batches (a commit per batch, and a job's events of one batch folded into one
+        row write). ``min_idle_ms`` must exceed the longest a healthy recorder
         takes to commit a batch, or recorders steal batches from each other (harmless: the
         store is idempotent, but wasted work)."""
         self.redis = redis
