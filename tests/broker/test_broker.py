@@ -166,3 +166,26 @@ async def test_every_transition_is_in_the_stream_with_growing_seq(app: Conveyor)
     assert [e["event"] for e in entries] == ["submitted", "active", "completed"]
     assert [int(e["seq"]) for e in entries] == [1, 2, 3]
     assert entries[-1]["result"] == "5"
+
+
+async def test_the_marker_holds_the_earliest_wake_up(app: Conveyor) -> None:
+    """Idle workers block on the marker (BZPOPMIN): a submit adds it when it is missing and
+    only ever moves it earlier, so a later delayed job never postpones an earlier wake-up."""
+    register_noop(app)
+    marker = app.keys.queue("q").marker
+
+    async def wake_at() -> float | None:
+        return await app.redis.zscore(marker, "0")
+
+    late = await app.enqueue("noop", {"n": 1}, delay=600)
+    assert await wake_at() == (await app.get_job(late.id)).due_ms  # type: ignore[union-attr]
+    soon = await app.enqueue("noop", {"n": 2}, delay=60)
+    soon_due = (await app.get_job(soon.id)).due_ms  # type: ignore[union-attr]
+    assert await wake_at() == soon_due
+    await app.enqueue("noop", {"n": 3}, delay=300)  # later than the marker: no change
+    assert await wake_at() == soon_due
+    await app.redis.delete(marker)  # a worker popped it
+    await app.enqueue_many([{"type": "noop", "args": {"n": 4}}, {"type": "noop",
+                                                                  "args": {"n": 5}}])
+    ready = await wake_at()
+    assert ready is not None and ready < soon_due  # a ready job: wake now
