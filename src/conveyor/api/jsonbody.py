@@ -7,16 +7,21 @@ Rejected with 400 and a stable code (the field path where one exists): invalid U
 keys (``duplicate_key``), lone UTF-16 surrogates (``invalid_unicode``) and nesting deeper than
 the cap (``too_deep``). A wrong Content-Type is 415; an empty body 400 (``empty_body``).
 
-The fast path is the C parser with two hooks that only raise; the slow path re-parses a
-rejected body to find the field path of the problem, so valid bodies pay nothing for it.
+The fast path is the C parser with hooks that only raise or take note, then a check in C
+(``_clean``) that a valid body passes; the slow paths (a re-parse that finds the field path
+of a duplicate key or a NaN, ``check_value`` that walks the value building paths) run only
+for a body the fast path doubts, so valid bodies pay nothing for them.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from conveyor.api.errors import ApiError
 
@@ -62,8 +67,27 @@ def parse(body: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_utf8",
                        f"the body is not valid UTF-8 (byte {exc.start}): send UTF-8 text") from None
+    value, overflow = _load(text, max_depth)
+    if overflow or not _clean(body, value, max_depth):
+        problem = check_value(value, max_depth)
+        if problem:
+            raise ApiError(400, *problem)
+    return value
+
+
+def _load(text: str, max_depth: int) -> tuple[Any, bool]:
+    """``json.loads`` with the strict hooks, and whether a float literal overflowed."""
+    overflow = False
+
+    def parse_float(literal: str) -> float:
+        nonlocal overflow
+        number = float(literal)
+        overflow = overflow or not math.isfinite(number)
+        return number
+
     try:
-        value = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_reject_constant,
+                           parse_float=parse_float)
     except (_Duplicate, _Constant):
         _raise_located(text, max_depth)
         raise AssertionError("unreachable") from None
@@ -75,12 +99,43 @@ def parse(body: bytes, max_depth: int) -> Any:
     except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
         raise ApiError(400, "number_out_of_range",
                        f"the body holds a number too large: {exc}") from None
-    problem = check_value(value, max_depth)
-    if problem:
-        raise ApiError(400, *problem)
-    return value
+    return value, overflow
 
 
+def _clean(body: bytes, value: Any, max_depth: int) -> bool:
+    """True when ``check_value`` would find nothing in ``value`` (parsed from ``body``, its
+    floats all finite), without walking it in Python: orjson refuses to write a lone
+    surrogate (in a key or a string) and an integer outside 64 bits, and the nesting is
+    counted on the brackets of the body. False means "maybe not": ``check_value`` decides
+    (it also does when orjson refuses for a reason of its own, such as its recursion cap)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return _nests_within(body, max_depth)
+
+
+_OTHER_BYTES = bytes(b for b in range(256) if b not in b'[]{}"\\')
+_LEVELS = bytes.maketrans(b"[{]}", b"(())")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _nests_within(body: bytes, max_depth: int) -> bool:
+    """Whether the containers of a valid JSON ``body`` nest at most ``max_depth`` deep:
+    strings are cut out, brackets made parentheses, then the innermost pairs removed, one
+    level a pass, for at most ``max_depth`` passes."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:  # brackets in strings count too
+        return True
+    if b"\\" in body:  # escapes: cut the strings out exactly
+        marks = _STRING.sub(b"", body).translate(None, _OTHER_BYTES)
+    else:  # a quote always opens or closes a string: every other piece is outside
+        marks = b"".join(body.translate(None, _OTHER_BYTES).split(b'"')[::2])
+    marks = marks.translate(_LEVELS)
+    for _ in range(max_depth):
+        marks = marks.replace(b"()", b"")
+        if not marks:
+            return True
+    return False
 def _syntax_error(exc: json.JSONDecodeError) -> ApiError:
     if exc.msg == "Extra data":
         return ApiError(400, "trailing_data", f"unexpected content after the JSON document at "

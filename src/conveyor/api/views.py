@@ -85,23 +85,30 @@ def submission_spec(
 ) -> dict[str, Any]:
     """The library's submission mapping for one validated item, owned by ``principal``; its
     idempotency key (the header's, or a bulk item's) scoped to the caller."""
-    meta = dict(item.meta or {})
-    for reserved in RESERVED_META:
-        if reserved in meta:
-            raise ApiError(422, "reserved_field", f"{field}meta.{reserved} is set by the API",
-                           f"{field}meta.{reserved}")
+    meta = {}
+    if item.meta:  # (runs per bulk item: the checks an item does not need are skipped)
+        meta.update(item.meta)
+        for reserved in RESERVED_META:
+            if reserved in meta:
+                raise ApiError(422, "reserved_field", f"{field}meta.{reserved} is set by the "
+                               "API", f"{field}meta.{reserved}")
     tenancy.stamp(principal, meta)
-    check_run_at(item.run_at, f"{field}run_at")
     spec: dict[str, Any] = {"type": item.type, "args": item.args, "meta": meta}
-    for name in ("queue", "priority", "delay", "run_at", "max_attempts", "timeout"):
-        value = getattr(item, name)
-        if value is not None:
-            spec[name] = value
+    if item.model_fields_set != _TYPE_AND_ARGS:
+        if item.run_at is not None:
+            check_run_at(item.run_at, f"{field}run_at")
+        for name in ("queue", "priority", "delay", "run_at", "max_attempts", "timeout"):
+            value = getattr(item, name)
+            if value is not None:
+                spec[name] = value
     if isinstance(item, BulkJob) and item.idempotency_key is not None:
         idempotency_key = item.idempotency_key
     if idempotency_key is not None:
         spec["idempotency_key"] = tenancy.scoped_key(principal, idempotency_key, scope)
     return spec
+
+
+_TYPE_AND_ARGS = frozenset({"type", "args"})
 
 
 async def check_queue(gateway: Gateway, item: JobSubmission, field: str = "") -> None:
@@ -173,6 +180,11 @@ async def submitted(
                            "another key", field or "header.Idempotency-Key")
         status = job.status.value
     return {"id": handle.id, "status": status, "queue": handle.queue, "created": handle.created}
+
+
+def created(handle: JobHandle) -> dict[str, Any]:
+    """What ``submitted`` answers for a handle whose job the submission created."""
+    return {"id": handle.id, "status": handle.status, "queue": handle.queue, "created": True}
 
 
 # -- jobs --------------------------------------------------------------------------------------

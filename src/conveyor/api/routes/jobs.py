@@ -76,13 +76,17 @@ async def submit(sub: OneJob) -> Response:
 async def submit_bulk(sub: ManyJobs) -> Response:
     gateway, principal = sub.call.gateway, sub.call.principal
     views.check_bulk(sub.body.jobs, gateway.settings.bulk_max)
+    # Per item, only what it needs: most items name no queue and create their job, and an
+    # await per item per step was a few percent of a 1,000-job request.
     for i, job in enumerate(sub.body.jobs):
-        await views.check_queue(gateway, job, f"jobs[{i}].")
+        if job.queue is not None:
+            await views.check_queue(gateway, job, f"jobs[{i}].")
     specs = [views.submission_spec(job, principal, f"jobs[{i}].",
                                    scope=gateway.settings.idempotency_scope)
              for i, job in enumerate(sub.body.jobs)]
     handles = await gateway.submitter.submit_many(specs)  # validates in slices: reads go on
-    answers = [await views.submitted(gateway, h, principal, f"jobs[{i}].idempotency_key")
+    answers = [views.created(h) if h.created else
+               await views.submitted(gateway, h, principal, f"jobs[{i}].idempotency_key")
                for i, h in enumerate(handles)]
     return _json({"jobs": answers}, 201)
 
