@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from conveyor import Conveyor
 from conveyor.api import serve
 from conveyor.api.commands import up_service
+from conveyor.api.server import GC_THRESHOLDS, tune_gc
 from conveyor.embedded import RedisServer, free_port
 from tests.procs import ROOT, worker_env
 
@@ -54,6 +56,16 @@ def test_up_service_prints_the_key_it_serves_with(monkeypatch: pytest.MonkeyPatc
     assert fresh.startswith("cv_") and fresh != up_service("127.0.0.1", 8000)[0]
     monkeypatch.setenv("CONVEYOR_ADMIN_KEY", "from-the-environment-0123")
     assert up_service("127.0.0.1", 8000)[0] == "from-the-environment-0123"
+
+
+def test_tune_gc_sets_the_api_process_thresholds() -> None:
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert GC_THRESHOLDS[0] > 10 * before[0]  # young collections far rarer than default
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_conveyor_api_command(any_redis: RedisServer) -> None:

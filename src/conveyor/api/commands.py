@@ -20,7 +20,7 @@ from rich.table import Table
 
 from conveyor.api.auth import ApiKeys, Role, new_key
 from conveyor.api.ratelimit import parse_rate
-from conveyor.api.server import serve
+from conveyor.api.server import serve, tune_gc
 from conveyor.app import Conveyor
 from conveyor.broker.keys import check_name
 from conveyor.cli_support import app_or_exit, console, err, print_json, run, show
@@ -40,6 +40,7 @@ def api_command(
 ) -> None:
     """Serve the REST API, the live-events WebSocket and /metrics (docs at /docs)."""
     the_app = app_or_exit(app)
+    tune_gc()
     console.print(f"Conveyor API on http://{host}:{port}  (docs: /docs, metrics: /metrics)")
     try:
         run(_serve_until_signal(the_app, host, port, log_level))
