@@ -5,6 +5,7 @@ full-text index and the results stay what writing whole rows gave."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -143,3 +144,61 @@ async def test_recorder_folds_a_jobs_events_of_one_batch_into_one_row_write(
     await caught_up(store, redis, keys, dict.fromkeys(ids, "emails"))
     assert recorder.stats.batches == 1
     assert len(writes(seen, "jobs")) == len(ids) == len(writes(seen, "job_docs"))
+
+
+async def test_a_job_written_again_is_not_read_back(sqlite_stores: Opener) -> None:
+    """The writer keeps the rows it committed: a job's next batch needs no SELECT."""
+    store = await sqlite_stores("h")
+    events = lifecycle("j1")
+    await store.apply(events[:2])
+    seen = await traced(store)
+    await store.apply(events[2:])
+    assert not [s for s in seen if s.startswith("SELECT")]
+    assert len(writes(seen, "jobs")) == 1
+
+
+async def test_rows_another_connection_wrote_are_read_again(sqlite_stores: Opener) -> None:
+    """Two stores on one file (two recorders): each sees what the other committed, so
+    neither overwrites the other's events with rows it kept from before."""
+    first = await sqlite_stores("h")
+    second = await sqlite_stores("h")
+    events = lifecycle("j1", end="dead")
+    await first.apply(events[:2])
+    await second.apply(events[2:4])  # the retry, by the other recorder
+    await first.apply(events[4:])
+    whole = await sqlite_stores("whole")
+    await whole.apply(events)
+    assert await first.get_job("j1") == await whole.get_job("j1")
+    job = await first.get_job("j1")
+    assert job is not None and job.attempts is not None and len(job.attempts) == 2
+
+
+async def test_a_purged_job_is_written_anew(sqlite_stores: Opener) -> None:
+    """Rows the writer kept are forgotten when it purges them: a late event recreates the
+    job instead of updating a row that is gone."""
+    store = await sqlite_stores("h")
+    events = lifecycle("j1")
+    await store.apply(events)
+    assert await store.purge(before_ms=10**15) == 1
+    await store.apply([ev("j1", "deleted", 9)])
+    job = await store.get_job("j1")
+    assert job is not None and job.deleted_ms == 9000
+
+
+async def test_a_batch_that_failed_is_applied_again_in_full(sqlite_stores: Opener) -> None:
+    """A batch that fails (the file locked by another process's writer) changes nothing,
+    kept rows included: the retry ends where one attempt would have."""
+    store = await sqlite_stores("h")
+    events = lifecycle("j1")
+    await store.apply(events[:2])
+    await store._writer.execute("PRAGMA busy_timeout=0")  # fail at once instead of waiting
+    locker = sqlite3.connect(store.path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        await store.apply(events[2:4])
+    locker.execute("ROLLBACK")
+    locker.close()
+    await store.apply(events[2:])
+    whole = await sqlite_stores("whole")
+    await whole.apply(events)
+    assert await store.get_job("j1") == await whole.get_job("j1")
