@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import os
 import random
 import time
@@ -118,7 +117,7 @@ async def produce(
 # -- the producer process ------------------------------------------------------------------
 
 def encode_jobs(jobs: list[NewJob]) -> bytes:
-    return orjson.dumps([dataclasses.asdict(j) for j in jobs])
+    return orjson.dumps([j._asdict() for j in jobs])
 
 
 def decode_jobs(raw: str | bytes) -> list[NewJob]:

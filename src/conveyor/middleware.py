@@ -31,7 +31,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor import serde
@@ -150,7 +149,7 @@ class Middlewares:
             log.exception("middleware left metadata that is not JSON; job %s keeps its own",
                           job.id)
             return job
-        return job if meta_json == job.meta_json else replace(job, meta_json=meta_json)
+        return job if meta_json == job.meta_json else job._replace(meta_json=meta_json)
 
     async def after_enqueue(
         self, job: NewJob, handle: JobHandle | None, error: BaseException | None

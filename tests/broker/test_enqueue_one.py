@@ -6,7 +6,6 @@ every kind of job; and it keeps the batch path's answers, refusals and recoverie
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -68,11 +67,11 @@ async def both_ways(app: Conveyor, spec: dict[str, Any]) -> None:
     prepared = await app.prepare(spec)
     queue = prepared.queue
     await app._register_queues([queue])
-    one = dataclasses.replace(prepared, id=prepared.id[:-1] + "1")
-    batch = dataclasses.replace(prepared, id=prepared.id[:-1] + "2")
+    one = prepared._replace(id=prepared.id[:-1] + "1")
+    batch = prepared._replace(id=prepared.id[:-1] + "2")
     if prepared.idempotency_key:
-        one = dataclasses.replace(one, idempotency_key=prepared.idempotency_key + "-1")
-        batch = dataclasses.replace(batch, idempotency_key=prepared.idempotency_key + "-2")
+        one = one._replace(idempotency_key=prepared.idempotency_key + "-1")
+        batch = batch._replace(idempotency_key=prepared.idempotency_key + "-2")
     (by_batch,) = await broker.enqueue(queue, [batch])
     by_one = await broker.enqueue_one(one)
     assert (by_one.status, by_one.created) == (by_batch.status, by_batch.created)

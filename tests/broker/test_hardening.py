@@ -3,7 +3,6 @@ releasing only one's own idempotency key, bounded lifetimes, orphaned lease entr
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -55,7 +54,7 @@ async def test_the_script_counts_a_repeated_parent_once(capp: Conveyor) -> None:
     """The Lua side is robust on its own: a batch built without the Python check."""
     parent = await capp.enqueue("step", {"n": 1})
     job = await capp.prepare({"type": "step", "args": {"n": 2}, "depends_on": [parent.id]})
-    twice = dataclasses.replace(job, depends_on=(parent.id, parent.id))
+    twice = job._replace(depends_on=(parent.id, parent.id))
     await capp.broker.enqueue("q", [twice])
     claimed = await claim_one(capp)
     await capp.broker.complete("q", "w", [Completion(claimed.id, claimed.attempt, "1")])
