@@ -88,3 +88,39 @@ async def test_catalog_validates_types_this_process_did_not_register(noop_app: C
 def test_enqueue_sync_from_plain_code(noop_app: Conveyor) -> None:
     handle = noop_app.enqueue_sync("resize", GOOD, priority="low")
     assert handle.status == "queued"
+
+
+def _nested(levels: int, leaf: object) -> dict[str, Any]:
+    value: Any = leaf
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+JSON_CASES: list[tuple[str, object, str | None]] = [
+    ("flat and fine", {"a": 1, "b": "x", "c": None, "d": True, "e": 1.5, "é": "ü"}, None),
+    ("non-ASCII key with a lone surrogate", {"\udc00": 1}, "args"),
+    ("lone surrogate nested in a list", {"a": [{"b": "ok"}, {"c": "\ud800"}]}, "args.a[1].c"),
+    ("NaN two levels down", {"a": {"b": float("nan")}}, "args.a.b"),
+    ("non-string key", {"a": {1: 2}}, "args.a"),
+    ("a set two levels down", {"a": {"b": {1}}}, "args.a.b"),
+    ("32 levels: the limit", _nested(32, 1), None),
+    ("a scalar at level 33", _nested(33, 1), "args" + ".a" * 33),
+    ("a string at level 33", _nested(33, "x"), "args" + ".a" * 33),
+]
+
+
+@pytest.mark.parametrize(("value", "field"), [c[1:] for c in JSON_CASES],
+                         ids=[c[0] for c in JSON_CASES])
+def test_check_json_names_the_first_value_json_cannot_carry(value: object,
+                                                           field: str | None) -> None:
+    """The walk checks common values inline and builds a path only for containers and
+    errors: every refusal still names its exact path, the depth limit holds for scalars too."""
+    from conveyor.serde import check_json
+
+    if field is None:
+        check_json(value, "args")
+        return
+    with pytest.raises(NotJSON) as raised:
+        check_json(value, "args")
+    assert raised.value.field == field

@@ -34,11 +34,22 @@ def check_json(value: Any, field: str = "args", depth: int = 0) -> None:
 
 
 def _check_object(value: dict[Any, Any], field: str, depth: int) -> None:
+    # Strings, integers, booleans and None - most values - are checked here, and a value's
+    # path is built only for a container or an error (an f-string per value was most of the
+    # walk's cost for the flat arguments jobs mostly have). At the depth limit every value
+    # takes the full check, which refuses it as too deep, scalars included, as it always did.
+    inline = depth < MAX_DEPTH
     for key, item in value.items():
         if not isinstance(key, str):
             raise NotJSON(field, f"{field} has a non-string key {key!r}: JSON keys are strings")
-        _check_str(key, field)
-        check_json(item, f"{field}.{key}", depth + 1)
+        if not key.isascii():
+            _check_str(key, field)
+        kind = type(item) if inline else None
+        if kind is str:
+            if not item.isascii():
+                _check_str(item, f"{field}.{key}")
+        elif kind is not int and kind is not bool and item is not None:
+            check_json(item, f"{field}.{key}", depth + 1)
 
 
 def _check_str(value: str, field: str) -> None:
