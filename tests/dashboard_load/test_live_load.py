@@ -6,7 +6,7 @@ cancelled by the next one while the API was slow, and the page froze saying "Liv
 The page cannot show a change the API has not made: the test also polls the API's own
 count, and where that stood still longer (the history store records events a moment after
 they happen, and on a loaded machine that moment grows), the page may lag it by one refresh
-(a read and the 1 s pace), no more.
+(a read and the 1 s pace) and the resolution of the test's own polling, no more.
 
 The rate is ``CONVEYOR_TEST_LOAD_RATE`` jobs a second: 300 by default, the highest the 2-core
 CI VM held steady next to Chromium while other suites ran (at 1,000 the producer reached
@@ -33,6 +33,7 @@ SECONDS = 120.0
 WARMUP = 10.0
 MAX_GAP = 3.0
 ONE_REFRESH = 2.0  # the 1 s pace and a read, on a loaded machine
+POLL = 0.5  # how often the test reads the API's own count
 
 PRODUCER = """
 import asyncio, sys, time
@@ -82,7 +83,7 @@ def still_on_server(server: Server, stop: threading.Event) -> list[float]:
     cannot beat: the history store records events a moment after they happen)."""
     gaps, last, since = [], -1, time.monotonic()
     with httpx.Client(base_url=server.url, headers=server.api.headers, timeout=30) as api:
-        while not stop.wait(0.5):
+        while not stop.wait(POLL):
             now = int(time.time() * 1000)
             stats = api.get("/api/stats", params={"since_ms": now - 1000, "until_ms": now,
                                                   "interval_ms": 1000})
@@ -140,6 +141,8 @@ def test_overview_numbers_keep_changing_under_steady_load(
           f"/api/stats, p50 {reads[len(reads) // 2]:.0f} ms, max {reads[-1]:.0f} ms; the "
           f"API's own count stood still for up to {max(server_gaps, default=0):.1f} s")
     assert int(sent) / float(took) >= 0.9 * RATE, "the producer did not keep its rate"
-    allowed = max(MAX_GAP, max(server_gaps, default=0) + ONE_REFRESH)
+    # The API's count is read every POLL s, so it may have stood still up to POLL longer
+    # than measured; the page may then lag it by one refresh.
+    allowed = max(MAX_GAP, max(server_gaps, default=0) + POLL + ONE_REFRESH)
     assert max(gaps) <= allowed, f"the overview's numbers stood still for {max(gaps):.1f} s"
     assert sorted(gaps)[len(gaps) // 2] <= ONE_REFRESH, "the overview lagged its refreshes"
