@@ -136,6 +136,8 @@ def _nests_within(body: bytes, max_depth: int) -> bool:
         if not marks:
             return True
     return False
+
+
 def _syntax_error(exc: json.JSONDecodeError) -> ApiError:
     if exc.msg == "Extra data":
         return ApiError(400, "trailing_data", f"unexpected content after the JSON document at "
