@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 DASHBOARD_STATIC := src/conveyor/api/static/dashboard
 LINT_PATHS := src tests bench chaos
 
-.PHONY: setup up test lint bench bench-peers bench-wrk bench-scale bench-profile chaos fmt clean dashboard dashboard-types chromium test-deploy
+.PHONY: setup up test test-slow lint bench bench-peers bench-wrk bench-scale bench-profile chaos fmt clean dashboard dashboard-types chromium test-deploy
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,15 @@ lint: setup
 	$(BIN)/ruff check $(wildcard $(LINT_PATHS))
 	$(BIN)/mypy
 
-# CI builds the dashboard from source before the browser tests run against it.
+# CI builds the dashboard from source before the browser tests run against it. `make test`
+# leaves out the slow suites (fault injection, chaos, sustained load, hostile clients, fuzzing:
+# the SLOW list in tests/conftest.py); `make test-slow` runs them, and .ci/run runs both.
+PYTEST_WORKERS ?= 2
 test: setup lint dashboard chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
+
+test-slow: setup dashboard chromium
+	$(BIN)/pytest -m slow
 
 dashboard:
 	cd dashboard && npm ci --no-audit --no-fund && npm test && npm run build

@@ -77,3 +77,42 @@ def _client_defaults_stay_in_their_test() -> Iterator[None]:
     yield
     connect._client_defaults.clear()
     connect._client_defaults.update(saved)
+
+
+# The slow suites: fault injection, chaos, sustained load, hostile clients and fuzzing, which
+# take minutes each (seconds-long outages and stalls are what they inject). `make test`
+# deselects them to stay well under 15 minutes; `make test-slow` runs them, and `.ci/run`
+# runs both. A path names a whole file or folder, "path::name" one test (any parameters).
+SLOW = (
+    "tests/faults/",
+    "tests/chaos/",
+    "tests/dashboard_load/",
+    "tests/api/test_schemathesis.py",
+    "tests/api/test_connections.py",
+    "tests/api/test_ratelimit.py::test_redis_down",
+    "tests/test_cli.py::test_every_command_with_redis_never_answering",
+    "tests/test_cli.py::test_every_command_with_redis_refusing_connections",
+    "tests/test_cli.py::test_a_server_that_stalls_mid_command_ends_it_in_seconds",
+    "tests/test_up.py::test_up_answers_under_load_and_stops_within_its_grace",
+    "tests/test_up.py::test_a_ping_flooding_client_does_not_stall_other_clients",
+    "tests/worker/test_resilience.py::test_a_blocked_loop_causes_no_duplicate_and_no_death",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path, _, name = item.nodeid.partition("::")
+        test = f"{path}::{name.partition('[')[0]}"
+        if any(path.startswith(s) if "::" not in s else test == s for s in SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A name in SLOW that matches no test would silently run a suite in neither target.
+    root = Path(str(config.rootpath))
+    for entry in SLOW:
+        path, _, name = entry.partition("::")
+        source = root / path
+        assert source.exists(), f"tests/conftest.py SLOW names a missing path: {path}"
+        if name:
+            assert f"def {name}(" in source.read_text(), f"SLOW names a missing test: {entry}"
