@@ -33,6 +33,7 @@ SECONDS = 120.0
 WARMUP = 10.0
 MAX_GAP = 3.0
 ONE_REFRESH = 2.0  # the 1 s pace and a read, on a loaded machine
+PACE = 1.0  # the overview's pause between reads of /api/stats
 POLL = 0.5  # how often the test reads the API's own count
 
 PRODUCER = """
@@ -142,7 +143,9 @@ def test_overview_numbers_keep_changing_under_steady_load(
           f"API's own count stood still for up to {max(server_gaps, default=0):.1f} s")
     assert int(sent) / float(took) >= 0.9 * RATE, "the producer did not keep its rate"
     # The API's count is read every POLL s, so it may have stood still up to POLL longer
-    # than measured; the page may then lag it by one refresh.
-    allowed = max(MAX_GAP, max(server_gaps, default=0) + POLL + ONE_REFRESH)
+    # than measured; the page may then lag it by one refresh: the pace and its longest read
+    # (a clean-clone run failed at 4.4 s against 4.1 allowed, the page's slowest read 1.4 s).
+    refresh = max(ONE_REFRESH, PACE + reads[-1] / 1000)
+    allowed = max(MAX_GAP, max(server_gaps, default=0) + POLL + refresh)
     assert max(gaps) <= allowed, f"the overview's numbers stood still for {max(gaps):.1f} s"
     assert sorted(gaps)[len(gaps) // 2] <= ONE_REFRESH, "the overview lagged its refreshes"
