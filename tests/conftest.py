@@ -80,9 +80,11 @@ def _client_defaults_stay_in_their_test() -> Iterator[None]:
 
 
 # The slow suites: fault injection, chaos, sustained load, hostile clients and fuzzing, which
-# take minutes each (seconds-long outages and stalls are what they inject). `make test`
-# deselects them to stay well under 15 minutes; `make test-slow` runs them, and `.ci/run`
-# runs both. A path names a whole file or folder, "path::name" one test (any parameters).
+# take minutes each (seconds-long outages and stalls are what they inject), and the one test
+# that bounds a latency (it needs a machine not shared with a second test process). `make
+# test` deselects them to stay well under 15 minutes and runs the rest two at a time; `make
+# test-slow` runs them one at a time, and `.ci/run` runs both. A path names a whole file or
+# folder, "path::name" one test (any parameters).
 SLOW = (
     "tests/faults/",
     "tests/chaos/",
@@ -96,6 +98,7 @@ SLOW = (
     "tests/test_up.py::test_up_answers_under_load_and_stops_within_its_grace",
     "tests/test_up.py::test_a_ping_flooding_client_does_not_stall_other_clients",
     "tests/worker/test_resilience.py::test_a_blocked_loop_causes_no_duplicate_and_no_death",
+    "tests/dashboard/test_volume.py::test_per_queue_metrics_render_24_hours_in_under_a_second",
 )
 
 
