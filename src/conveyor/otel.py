@@ -205,6 +205,7 @@ class _ScriptTracer:
 
     def install(self) -> None:
         b = self.broker
+        b.traced = True  # the fetchers then claim through b.claim only (see Fetcher)
         b.claim = self._claim(b.claim)  # type: ignore[method-assign,assignment]
         b.complete = self._complete(b.complete)  # type: ignore[method-assign,assignment]
         b.fail = self._fail(b.fail)  # type: ignore[method-assign,assignment]

@@ -5,7 +5,9 @@
   load balancer (no RST, no FIN);
 - **resume**: forward again (what was held is delivered then);
 - **cut**: abort every open connection (both sides see a reset), as a failover of a load
-  balancer or a NAT table flush does; new connections are accepted at once.
+  balancer or a NAT table flush does; new connections are accepted at once;
+- **delay** (in-process only): hold every chunk that long each way, as a long network path
+  does, so a test can count round trips by time.
 
 In-process (``await Proxy(target_port).start()``) or as a process, driven over a line-based
 control port (``pause``, ``resume``, ``cut``, ``stats``, each answered ``ok ...``)::
@@ -33,9 +35,11 @@ CHUNK = 65536
 class Proxy:
     """Forwards 127.0.0.1:``port`` to ``target_host``:``target_port``."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1", port: int = 0,
+                 delay: float = 0.0) -> None:
         self.target = (target_host, target_port)
         self.port = port
+        self.delay = delay  # seconds each chunk is held, each way (a long network path)
         self.connections = 0  # accepted so far
         self.cuts = 0
         self._flowing = asyncio.Event()
@@ -93,6 +97,8 @@ class Proxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(CHUNK):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 await self._flowing.wait()  # paused: hold the bytes, keep the sockets
                 writer.write(data)
                 await writer.drain()

@@ -40,7 +40,8 @@ log = logging.getLogger("conveyor.broker")
 
 SCRIPT_KEYS: dict[str, tuple[str, ...]] = {
     "enqueue": ("high", "normal", "low", "delayed", "marker", "events"),
-    "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held"),
+    "claim": ("high", "normal", "low", "delayed", "active", "marker", "events", "meta", "held",
+              "quiet"),
     "complete": ("active", "events", "held", "high", "normal", "low", "marker", "dead"),
     "fail": ("jobkey", "active", "delayed", "dead", "events", "marker", "held",
              "high", "normal", "low"),
@@ -73,6 +74,7 @@ def fixed_keys(
         "delayed": qk.delayed, "active": qk.active, "dead": qk.dead, "marker": qk.marker,
         "events": qk.events, "meta": qk.meta, "held": qk.worker_jobs(worker_id),
         "jobkey": qk.job(job_id), "slots": qk.limit_slots(limit), "rate": qk.limit_rate(limit),
+        "quiet": "",  # claim's optional last key, a global one (Broker.claim_command)
     }
     return [by_name[name] for name in SCRIPT_KEYS[script]]
 
@@ -82,6 +84,13 @@ def global_keys(script: str, keys: Keys, *, worker_id: str = "", name: str = "")
     by_name = {"workers": keys.glob.workers, "info": keys.glob.worker(worker_id),
                "lock": keys.glob.lock(name), "fence": keys.glob.fence(name)}
     return [by_name[name] for name in SCRIPT_KEYS[script]]
+
+
+def pack(conn: AbstractConnection, *commands: tuple[Any, ...]) -> bytes | list[bytes]:
+    """Commands packed for one ``send_packed_command`` (hiredis's packer when present)."""
+    if _PACK is not None:
+        return b"".join(_PACK(c) for c in commands)
+    return [part for c in commands for part in conn.pack_command(*c)]
 
 
 class MissingParent(Exception):
@@ -102,9 +111,12 @@ class Enqueued:
     created: bool
 
 
+QUIET = -2  # a claim's wait_ms when the worker's quiet flag is set (claim_command's claim)
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
-    wait_ms: int  # until the next delayed job is due; -1 = none
+    wait_ms: int  # until the next delayed job is due; -1 = none; QUIET
     jobs: list[ClaimedJob]
 
 
@@ -123,6 +135,7 @@ class Broker:
         self.keys = keys
         self.settings = settings
         self.scripts = scripts.register_all(redis)
+        self.traced = False  # set when OpenTelemetry wraps claim, complete and fail
         self.maxlen = settings.events_maxlen
         # The single-submit path: per queue, the enqueue script's KEYS and constant ARGV.
         self._one_prefix: dict[str, tuple[Any, ...]] = {}
@@ -219,7 +232,7 @@ class Broker:
             self._lane_busy = False
 
     async def _lane_call(self, conn: AbstractConnection, command: tuple[Any, ...]) -> Any:
-        packed = _PACK(command) if _PACK is not None else conn.pack_command(*command)
+        packed = pack(conn, command)
         limit = self._lane_timeout
 
         async def once() -> Any:
@@ -338,12 +351,33 @@ class Broker:
     ) -> ClaimResult:
         qk = self.qk(queue)
         raw = await self._run(
-            "claim",
-            fixed_keys("claim", qk, worker_id=worker_id),
-            [count, int(self.settings.lease_seconds * 1000), worker_id, self.maxlen,
-             qk.job_prefix, 1000, self.held_ttl_ms],
-            client,
-        )
+            "claim", fixed_keys("claim", qk, worker_id=worker_id)[:-1],
+            self._claim_args(qk, worker_id, count), client)
+        return self.claimed(queue, raw)
+
+    def _claim_args(self, qk: QueueKeys, worker_id: str, count: int) -> list[Any]:
+        return [count, int(self.settings.lease_seconds * 1000), worker_id, self.maxlen,
+                qk.job_prefix, 1000, self.held_ttl_ms]
+
+    def claim_command(self, queue: str, worker_id: str, count: int) -> tuple[Any, ...]:
+        """The claim as one EVALSHA command, to send after a blocking wait on the same
+        connection (``Fetcher``: the wake-up and the claim in one round trip). It names the
+        worker's quiet flag too (a global key: never on Cluster): a quiet worker's claim
+        leases nothing and answers wait_ms -2 (``QUIET``)."""
+        qk = self.qk(queue)
+        keys = [*fixed_keys("claim", qk, worker_id=worker_id)[:-1],
+                self.keys.glob.worker_quiet(worker_id)]
+        return ("EVALSHA", self.scripts["claim"].sha, len(keys), *keys,
+                *self._claim_args(qk, worker_id, count))
+
+    async def reload_claim(self) -> None:
+        """Load the claim script again (a restarted server answered NOSCRIPT)."""
+        script = self.scripts["claim"]
+        script.sha = await self.redis.script_load(script.script)
+
+    @staticmethod
+    def claimed(queue: str, raw: Any) -> ClaimResult:
+        """The claim script's reply as jobs."""
         jobs = [
             ClaimedJob(
                 id=f[0], queue=queue, attempt=int(f[1]), type=f[2], args_json=f[3],

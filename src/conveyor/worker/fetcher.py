@@ -7,10 +7,14 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+
+from conveyor.broker.broker import QUIET, ClaimResult, pack
 from conveyor.connect import make_redis
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio.connection import AbstractConnection
 
     from conveyor.app import Conveyor
     from conveyor.supervise import LoopHealth
@@ -31,10 +35,21 @@ class Fetcher:
 
     The blocking connection's socket timeout is just past the longest block, so a
     connection that stops answering (the wedge after a fail-over) raises; the supervisor
-    backs off and runs ``loop`` again, which opens a fresh connection."""
+    backs off and runs ``loop`` again, which opens a fresh connection.
+
+    **Wake-up and claim in one round trip** (``wake_claims``): when the worker serves this
+    one queue over a plain or Sentinel-managed Redis, the fetcher keeps its free slots while
+    it waits and sends the claim right behind the BZPOPMIN on the blocking connection. Redis
+    runs the two in order, so the claim runs the moment the marker wakes the wait, and the
+    job's lease comes back in the same reply stream (one network trip after the submit, not
+    three). While it waits that way ``waking`` is set: a claim may run at any moment, so a
+    stopping worker unblocks the wait (``unblock``: CLIENT UNBLOCK) and starts what the claim
+    leased, instead of cancelling the read. With several queues each fetcher would hold
+    slots the others need, and a Cluster client has no connection of its own to pipeline on:
+    those wait and then claim, as before."""
 
     def __init__(self, app: Conveyor, queue: str, worker_id: str, slots: Slots,
-                 runner: JobRunner, stop: asyncio.Event) -> None:
+                 runner: JobRunner, stop: asyncio.Event, *, wake_claims: bool = False) -> None:
         self.app = app
         self.settings = app.settings
         self.queue = queue
@@ -47,6 +62,10 @@ class Fetcher:
         self.quiet = app.keys.glob.worker_quiet(worker_id)
         self._quiet = False  # the flag as last read
         self._quiet_read_at = -float("inf")  # monotonic time of that read
+        self.wake_claims = wake_claims
+        self.waking = False  # blocked with a claim queued behind the wait (see above)
+        self._conn: AbstractConnection | None = None  # the blocking connection, held
+        self._client_id: int | None = None  # its CLIENT ID on the server, for unblock
 
     def _blocking_client(self) -> Redis:
         return make_redis(self.settings.redis_url, blocking_timeout=self.settings.block_seconds,
@@ -54,10 +73,19 @@ class Fetcher:
 
     async def loop(self, health: LoopHealth) -> None:
         blocker = self._blocking_client()
+        # Under OpenTelemetry's script tracing every claim goes through Broker.claim, so
+        # that each has its own timed span.
+        pipelined = (self.wake_claims and isinstance(blocker, Redis)
+                     and not self.app.broker.traced)
         try:
+            if pipelined:
+                self._conn = await blocker.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             while not self.stop.is_set():
                 await self._step(blocker, health)
         finally:
+            if self._conn is not None:
+                conn, self._conn, self._client_id = self._conn, None, None
+                await blocker.connection_pool.release(conn)
             await blocker.aclose()
 
     async def _quiet_now(self) -> bool:
@@ -88,15 +116,98 @@ class Fetcher:
             raise
         finally:
             self.claiming = False
-        self.slots.give(want - len(result.jobs))
-        for job in result.jobs:
-            self.runner.start(job)
+        if not result.jobs and not self.stop.is_set() and self._conn is not None:
+            wait = self._wait_for(result)
+            if wait > 0:
+                self.waking = True
+                try:
+                    async with health.idle():
+                        result = await self._wait_then_claim(self._conn, wait, want)
+                except BaseException:
+                    self.slots.give(want)
+                    raise
+                finally:
+                    self.waking = False
+                self._start(want, result)
+                health.ok()
+                return
+        self._start(want, result)
         health.ok()
         if result.jobs or self.stop.is_set():
             return
-        wait = self.settings.block_seconds
-        if result.wait_ms >= 0:
-            wait = min(wait, result.wait_ms / 1000)
+        wait = self._wait_for(result)
         if wait > 0:
             async with health.idle():
                 await blocker.bzpopmin(self.marker, timeout=max(wait, 0.001))
+
+    def _wait_for(self, result: ClaimResult) -> float:
+        """Seconds to wait on the marker: the block, or less when a delayed job is due."""
+        wait = self.settings.block_seconds
+        if result.wait_ms >= 0:
+            wait = min(wait, result.wait_ms / 1000)
+        return wait
+
+    def _start(self, want: int, result: ClaimResult) -> None:
+        self.slots.give(want - len(result.jobs))
+        for job in result.jobs:
+            self.runner.start(job)
+
+    async def _wait_then_claim(
+        self, conn: AbstractConnection, wait: float, want: int
+    ) -> ClaimResult:
+        """BZPOPMIN on the marker and the claim behind it, sent together; both replies are
+        read before anything is raised, so the connection stays in step. A connection error
+        disconnects it (a claim that ran unread leaves its jobs leased to this worker: they
+        run again once the lease runs out, as after any lost reply)."""
+        broker = self.app.broker
+        claim = broker.claim_command(self.queue, self.worker_id, want)
+        try:
+            await self._connect(conn)
+            if self.stop.is_set():  # stopped while connecting: wait for nothing
+                return ClaimResult(-1, [])
+            await conn.send_packed_command(
+                pack(conn, ("BZPOPMIN", self.marker, max(wait, 0.001)), claim))
+            errors: list[ResponseError] = []
+            replies = []
+            for _ in range(2):
+                try:
+                    replies.append(await conn.read_response())
+                except ResponseError as error:  # a whole reply: the stream is still in step
+                    errors.append(error)
+                    replies.append(None)
+        except BaseException:
+            self._client_id = None
+            await conn.disconnect(nowait=True)
+            raise
+        for refused in errors:
+            if not isinstance(refused, NoScriptError):
+                raise refused
+            await broker.reload_claim()  # a restarted server: load it, claim next step
+        if replies[1] is None:
+            return ClaimResult(-1, [])
+        result = broker.claimed(self.queue, replies[1])
+        if result.wait_ms == QUIET:  # quieted while it waited: the next step waits quietly
+            self._quiet, self._quiet_read_at = True, time.monotonic()
+        return result
+
+    async def _connect(self, conn: AbstractConnection) -> None:
+        """(Re)connect the held connection as the pool would (through Sentinel, to the
+        current primary) and learn its CLIENT ID, once per connection."""
+        if not conn.is_connected:
+            self._client_id = None
+            await conn.connect()  # type: ignore[no-untyped-call]
+        if self._client_id is None:
+            # Named, so CLIENT LIST tells an operator (and the tests) which connection it is;
+            # a user not granted CLIENT SETNAME is refused the name, and that is all.
+            await conn.send_packed_command(pack(
+                conn, ("CLIENT", "SETNAME", f"conveyor-fetch:{self.queue}"), ("CLIENT", "ID")))
+            with contextlib.suppress(ResponseError):
+                await conn.read_response()
+            self._client_id = int(await conn.read_response())
+
+    async def unblock(self) -> None:
+        """End a ``waking`` wait now (a stopping worker): the claim behind it runs, and what
+        it leases is started. Best effort: a wait not ended here ends within its block."""
+        if self.waking and self._client_id is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.app.redis.client_unblock(self._client_id)

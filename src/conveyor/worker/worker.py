@@ -89,7 +89,9 @@ class Worker:
         self.runner = JobRunner(app, self.id, self.slots, self.acker, self.stats, self._executor)
         self.leases = LeaseKeeper(app, self.id, self.runner)
         self.liveness = Liveness(app, self.id, self.info, self.stats)
-        self.fetchers = {q: Fetcher(app, q, self.id, self.slots, self.runner, self._stop)
+        # One queue: its fetcher claims in the same round trip as its wake-up (see Fetcher).
+        self.fetchers = {q: Fetcher(app, q, self.id, self.slots, self.runner, self._stop,
+                                    wake_claims=len(self.queues) == 1)
                          for q in self.queues}
         self.supervisor = Supervisor("worker", backoff_cap=2.0)
         self.stopped_cleanly = False
@@ -138,10 +140,14 @@ class Worker:
 
     async def _stop_fetchers(self, tasks: dict[str, asyncio.Task[None]]) -> None:
         """Cancel fetchers that wait (on the marker or for a slot); one that is claiming
-        starts what it claimed and then sees the stop flag."""
+        starts what it claimed and then sees the stop flag; one that waits with a claim
+        queued behind the wait is unblocked (its claim runs then) and does the same."""
         while pending := {q: t for q, t in tasks.items() if not t.done()}:
             for queue, task in pending.items():
-                if not self.fetchers[queue].claiming:
+                fetcher = self.fetchers[queue]
+                if fetcher.waking:
+                    await fetcher.unblock()
+                elif not fetcher.claiming:
                     task.cancel()
             await asyncio.wait(pending.values(), timeout=0.5)
         await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -11,6 +11,10 @@
 -- KEYS[7]  events STREAM
 -- KEYS[8]  queue meta HASH (field 'paused')
 -- KEYS[9]  SET of ids the claiming worker holds
+-- KEYS[10] optional: the claiming worker's quiet flag; while it is set nothing is promoted or
+--          leased and wait_ms is -2. Only the claim queued behind a wait sends it (a worker
+--          quieted while it waits must not lease on its wake-up); never on Cluster, where
+--          it lives on another slot (that worker reads the flag before each claim instead).
 --
 -- ARGV[1]  K, the most jobs to lease
 -- ARGV[2]  lease length in ms
@@ -40,9 +44,11 @@
 local high, normal, low = KEYS[1], KEYS[2], KEYS[3]
 local delayed, active, marker, events = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local meta, held = KEYS[8], KEYS[9]
+local quiet = KEYS[10]
 local want, lease, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local maxlen, prefix, promote_limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local held_ttl = tonumber(ARGV[7])
+if quiet and redis.call('EXISTS', quiet) == 1 then return {-2, '[]'} end
 local now = now_ms()
 
 local due_ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote_limit)
