@@ -12,6 +12,7 @@ import asyncio
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 from redis.asyncio import Redis
@@ -80,16 +81,29 @@ async def test_an_idle_worker_starts_a_job_one_network_trip_after_the_submit(
         await proxy.close()
 
 
-async def test_a_stop_unblocks_the_wait_at_once_and_runs_what_it_claims(
-        any_redis: RedisServer, admin: Redis) -> None:
+@asynccontextmanager
+async def waiting_worker(
+    url: str, admin: Redis, block_seconds: float
+) -> AsyncIterator[tuple[Conveyor, Worker, asyncio.Queue[float], asyncio.Task[None]]]:
+    """A worker of queue q, blocked in Redis on its marker with its claim queued behind."""
     started: asyncio.Queue[float] = asyncio.Queue()
-    app = Conveyor(redis_url=any_redis.url, **{**FAST, "block_seconds": 20.0})
+    app = Conveyor(redis_url=url, **{**FAST, "block_seconds": block_seconds})
     define(app, started)
     worker = Worker(app, ["q"], concurrency=4)
     task = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(fetcher_blocked(admin), 15)
         assert worker.fetchers["q"].waking
+        yield app, worker, started, task
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await app.close()
+
+
+async def test_a_stop_unblocks_the_wait_at_once_and_leaves_nothing_leased(
+        any_redis: RedisServer, admin: Redis) -> None:
+    async with waiting_worker(any_redis.url, admin, 20.0) as (app, worker, _, task):
         asked = time.monotonic()
         worker.stop()
         await asyncio.wait_for(task, 15)
@@ -101,22 +115,11 @@ async def test_a_stop_unblocks_the_wait_at_once_and_runs_what_it_claims(
         job = await app.get_job(handle.id)
         assert job is not None and job.status == "queued"
         assert await admin.zcard(app.keys.queue("q").active) == 0
-    finally:
-        if not task.done():
-            worker.stop()
-            await task
-        await app.close()
 
 
 async def test_a_worker_quieted_while_it_waits_leases_nothing_on_its_wake_up(
         any_redis: RedisServer, admin: Redis) -> None:
-    started: asyncio.Queue[float] = asyncio.Queue()
-    app = Conveyor(redis_url=any_redis.url, **{**FAST, "block_seconds": 3.0})
-    define(app, started)
-    worker = Worker(app, ["q"], concurrency=4)
-    task = asyncio.create_task(worker.run())
-    try:
-        await asyncio.wait_for(fetcher_blocked(admin), 15)
+    async with waiting_worker(any_redis.url, admin, 3.0) as (app, worker, started, _):
         await set_quiet(app, worker.id, True)
         handle = await app.enqueue("mark")  # wakes the wait; the claim behind it sees quiet
         await asyncio.wait_for(until(lambda: not worker.fetchers["q"].waking), 15)
@@ -125,7 +128,3 @@ async def test_a_worker_quieted_while_it_waits_leases_nothing_on_its_wake_up(
         assert started.empty()
         await set_quiet(app, worker.id, False)  # resumes within a block (3 s here)
         await asyncio.wait_for(started.get(), 30)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-        await app.close()
