@@ -59,6 +59,7 @@ class ConveyorDriver(Driver):
         app.configure(redis_url=url)
         self.runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
         self.server: dict[str, dict[str, float]] = {}
+        self.floor: list[float] = []  # ms of a PING after the pickups' idle gap
 
     def fresh(self) -> None:
         super().fresh()
@@ -136,6 +137,14 @@ class ConveyorDriver(Driver):
             if got is None:
                 break
             latencies.append((float(got[1].split()[1]) - sent) * 1000)
+        # The machine's floor: one PING after the same idle gap (a pickup needs at least two
+        # trips: the submit, then the worker's wake-up and claim). On a VM whose idle CPUs
+        # sleep deeply, a round trip from idle costs several times a busy one.
+        for _ in range(min(n, 200)):
+            await asyncio.sleep(gap)
+            sent = time.perf_counter()
+            await stamps.ping()
+            self.floor.append((time.perf_counter() - sent) * 1000)
         await stamps.aclose()
         return latencies
 
@@ -161,6 +170,8 @@ def run_driver(system: str, url: str, opts: argparse.Namespace) -> dict[str, Any
     lat = result.pop("pickup", [])
     result["p50"], result["p99"] = percentile(lat, 50), percentile(lat, 99)
     result["pickups"] = len(lat)
+    if "floor" in result:
+        result["floor_p50"] = percentile(result.pop("floor"), 50)
     return result
 
 
@@ -214,6 +225,9 @@ def core_table(runs: dict[str, list[dict[str, Any]]], opts: argparse.Namespace) 
         "repetition (pickup: >1 means slower).",
         f"workers: conveyor --concurrency {opts.concurrency}; huey -k thread -w 8; dramatiq "
         "-p 1 -t 8; rq SimpleWorker (no fork per job). Each system on its own redis-server.",
+        f"pickup floor: a PING after the same idle gap took "
+        f"{med(runs['conveyor'], 'floor_p50'):.2f} ms (p50) on this machine; a pickup is at "
+        "least two such trips (the submit, then the worker's wake-up with its claim).",
         *server_notes(runs["conveyor"]),
     ]
     return table
@@ -254,6 +268,7 @@ if __name__ == "__main__":
         driver = ConveyorDriver(d_opts.url)
         result = measure(driver, d_opts)
         result["server"] = driver.server
+        result["floor"] = driver.floor
         print(json.dumps(result))
     else:
         p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
