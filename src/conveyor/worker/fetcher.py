@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from conveyor.supervise import LoopHealth
     from conveyor.worker.runner import JobRunner
     from conveyor.worker.slots import Slots
+
+log = logging.getLogger("conveyor.worker")
 
 
 class Fetcher:
@@ -167,25 +170,29 @@ class Fetcher:
                 return ClaimResult(-1, [])
             await conn.send_packed_command(
                 pack(conn, ("BZPOPMIN", self.marker, max(wait, 0.001)), claim))
-            errors: list[ResponseError] = []
-            replies = []
+            replies: list[Any] = []
             for _ in range(2):
                 try:
                     replies.append(await conn.read_response())
                 except ResponseError as error:  # a whole reply: the stream is still in step
-                    errors.append(error)
-                    replies.append(None)
+                    replies.append(error)
         except BaseException:
             self._client_id = None
             await conn.disconnect(nowait=True)
             raise
-        for refused in errors:
-            if not isinstance(refused, NoScriptError):
-                raise refused
-            await broker.reload_claim()  # a restarted server: load it, claim next step
-        if replies[1] is None:
+        woken, claimed = replies
+        if isinstance(claimed, NoScriptError):  # a restarted server: load it, claim next step
+            await broker.reload_claim()
             return ClaimResult(-1, [])
-        result = broker.claimed(self.queue, replies[1])
+        if isinstance(claimed, ResponseError):
+            raise claimed
+        result = broker.claimed(self.queue, claimed)
+        if isinstance(woken, ResponseError):
+            if not result.jobs:
+                raise woken  # the supervisor backs off, as after a failed BZPOPMIN
+            # What the claim leased is started all the same (raising would leave its jobs
+            # leased and unstarted until their lease ran out).
+            log.warning("fetcher %s: the wait on the marker answered %s", self.queue, woken)
         if result.wait_ms == QUIET:  # quieted while it waited: the next step waits quietly
             self._quiet, self._quiet_read_at = True, time.monotonic()
         return result
