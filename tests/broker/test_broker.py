@@ -189,3 +189,70 @@ async def test_the_marker_holds_the_earliest_wake_up(app: Conveyor) -> None:
                                                                   "args": {"n": 5}}])
     ready = await wake_at()
     assert ready is not None and ready < soon_due  # a ready job: wake now
+
+
+async def make_due(app: Conveyor, queue: str, count: int) -> list[str]:
+    """``count`` delayed jobs, then all of them due now (their scores set to 0 in due
+    order, as "run now" does), without waiting for a clock."""
+    handles = await app.enqueue_many(
+        [{"type": "noop", "args": {"n": i}, "delay": 3600} for i in range(count)])
+    ids = [h.id for h in handles]
+    # Equal scores sort by member: give each its own score so due order is submit order.
+    await app.redis.zadd(app.keys.queue(queue).delayed,
+                         {job_id: i for i, job_id in enumerate(ids)}, xx=True)
+    return ids
+
+
+async def test_promotion_is_chunked_and_bounded_in_time(app: Conveyor) -> None:
+    """A claim stops promoting after the chunk of 100 that goes past its time budget and
+    answers wait_ms 0, so a big backlog coming due never holds Redis in one long call; the
+    next claims promote the rest, in due order, and nothing is promoted twice or left."""
+    register_noop(app)
+    qk = app.keys.queue("q")
+    ids = await make_due(app, "q", 350)
+    app.broker.promote_budget_us = 0  # every chunk is over budget: one chunk per call
+    waits, claimed = [], []
+    for left in (250, 150, 50, 0):
+        result = await app.broker.claim("q", "w-test", 1)
+        waits.append(result.wait_ms)
+        claimed += [j.id for j in result.jobs]
+        assert await app.redis.zcard(qk.delayed) == left
+    assert waits == [0, 0, 0, -1]  # the last chunk was short: nothing more was due
+    claimed += await drain_ids(app, "q", 100)
+    assert claimed == ids
+    events = await app.redis.xrange(qk.events)
+    queued = [e for _, e in events if e["event"] == "queued"]
+    assert len(queued) == 350
+
+
+async def test_promotion_limit_per_call_still_holds(app: Conveyor) -> None:
+    register_noop(app)
+    qk = app.keys.queue("q")
+    await make_due(app, "q", 260)
+    app.broker.promote_limit = 120  # not a multiple of the chunk: the last chunk is cut
+    result = await app.broker.claim("q", "w-test", 1)
+    assert result.wait_ms == 0
+    assert await app.redis.zcard(qk.delayed) == 140
+    assert await app.redis.llen(qk.ready("normal")) == 119
+
+
+async def test_avoided_due_jobs_do_not_stop_promotion(app: Conveyor) -> None:
+    """Jobs this worker handed back (avoid, avoid_until) stay delayed for it; the chunks
+    after them are still promoted, even with no time budget left."""
+    register_noop(app)
+    qk = app.keys.queue("q")
+    ids = await make_due(app, "q", 150)
+    until = 2**41  # far in the future, in ms
+    for job_id in ids[:120]:
+        await app.redis.hset(qk.job(job_id), mapping={"avoid": "w-test", "avoid_until": until})
+    app.broker.promote_budget_us = 0
+    result = await app.broker.claim("q", "w-test", 50)
+    assert [j.id for j in result.jobs] == ids[120:]
+    assert await app.redis.zcard(qk.delayed) == 120
+    assert await drain_ids(app, "q", 100) == []  # still avoided by this worker
+    taken: list[str] = []  # another worker promotes them, a chunk per call
+    while len(taken) < 120:
+        result = await app.broker.claim("q", "w-other", 200)
+        assert result.jobs
+        taken += [j.id for j in result.jobs]
+    assert taken == ids[:120]

@@ -137,6 +137,11 @@ class Broker:
         self.scripts = scripts.register_all(redis)
         self.traced = False  # set when OpenTelemetry wraps claim, complete and fail
         self.maxlen = settings.events_maxlen
+        # Promotion of due delayed jobs in a claim: at most this many, and no chunk of 100
+        # begun after this many microseconds (claim.lua), so a million jobs due at once
+        # never hold Redis for more than a few milliseconds per call.
+        self.promote_limit = 1000
+        self.promote_budget_us = 2000
         # The single-submit path: per queue, the enqueue script's KEYS and constant ARGV.
         self._one_prefix: dict[str, tuple[Any, ...]] = {}
         self._lane: AbstractConnection | None = None
@@ -357,7 +362,7 @@ class Broker:
 
     def _claim_args(self, qk: QueueKeys, worker_id: str, count: int) -> list[Any]:
         return [count, int(self.settings.lease_seconds * 1000), worker_id, self.maxlen,
-                qk.job_prefix, 1000, self.held_ttl_ms]
+                qk.job_prefix, self.promote_limit, self.held_ttl_ms, self.promote_budget_us]
 
     def claim_command(self, queue: str, worker_id: str, count: int) -> tuple[Any, ...]:
         """The claim as one EVALSHA command, to send after a blocking wait on the same

@@ -23,6 +23,11 @@
 -- ARGV[5]  job key prefix "{<prefix>:<queue>}:job:" (same hash tag, so same Cluster slot)
 -- ARGV[6]  most delayed jobs to promote in this call
 -- ARGV[7]  TTL of the held SET in ms (a few leases; claim and renew refresh it)
+-- ARGV[8]  optional: most microseconds to spend promoting in this call (default 2000). Due
+--          jobs are promoted in chunks of 100 and the call stops after the chunk that goes
+--          past this time, so however many jobs come due at once (a million delayed jobs
+--          due at the same moment), one claim holds the server for a few milliseconds at
+--          most; wait_ms 0 says more are due, and the worker claims again at once.
 --
 -- A due job that a worker handed back (its type has no handler there; handback.lua) is not
 -- promoted by that same worker until its 'avoid_until' time, so a worker that has the type
@@ -48,24 +53,62 @@ local quiet = KEYS[10]
 local want, lease, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local maxlen, prefix, promote_limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local held_ttl = tonumber(ARGV[7])
+local budget_us = tonumber(ARGV[8] or '') or 2000
 if quiet and redis.call('EXISTS', quiet) == 1 then return {-2, '[]'} end
 local now = now_ms()
 
-local due_ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, promote_limit)
-local avoided_until = nil
-for _, id in ipairs(due_ids) do
-  local jobkey = prefix .. id
-  local d = redis.call('HMGET', jobkey, 'priority', 'type', 'avoid', 'avoid_until')
-  local until_ms = tonumber(d[4] or 0) or 0
-  if d[3] == worker and now < until_ms then
-    avoided_until = math.min(avoided_until or until_ms, until_ms)
-  else
-    if d[1] then
-      redis.call('LPUSH', ready_key(high, normal, low, d[1]), id)
-      redis.call('HSET', jobkey, 'status', 'queued')
-      emit(events, maxlen, jobkey, id, 'queued', 'queued', now, {'type', d[2]})
+local function clock_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Promote one chunk of due jobs: returns how many ids it looked at and how many it
+-- promoted. An avoided job stays in the ZSET, ahead of every due job not looked at yet, so
+-- the next chunk starts after them.
+local PROMOTE_CHUNK = 100
+local avoided, avoided_until = 0, nil
+local function promote_chunk(n)
+  local ids = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', avoided, n)
+  local lists, gone = {}, {}
+  for _, id in ipairs(ids) do
+    local jobkey = prefix .. id
+    local d = redis.call('HMGET', jobkey, 'priority', 'type', 'avoid', 'avoid_until')
+    local until_ms = tonumber(d[4] or 0) or 0
+    if d[3] == worker and now < until_ms then
+      avoided = avoided + 1
+      avoided_until = math.min(avoided_until or until_ms, until_ms)
+    else
+      if d[1] then
+        local list = ready_key(high, normal, low, d[1])
+        lists[list] = lists[list] or {}
+        table.insert(lists[list], id)
+        redis.call('HSET', jobkey, 'status', 'queued')
+        emit(events, maxlen, jobkey, id, 'queued', 'queued', now, {'type', d[2]})
+      end
+      gone[#gone + 1] = id
     end
-    redis.call('ZREM', delayed, id)
+  end
+  -- On its ready list before it leaves the delayed ZSET; one LPUSH per list keeps the order
+  -- one LPUSH per job gives.
+  for _, list in ipairs({high, normal, low}) do
+    if lists[list] then redis.call('LPUSH', list, unpack(lists[list])) end
+  end
+  if #gone > 0 then redis.call('ZREM', delayed, unpack(gone)) end
+  return #ids, #gone
+end
+
+-- The time budget ends a call only once it promoted something, so a worker whose first due
+-- jobs are all avoided still gets past them (within promote_limit, as before).
+local looked, promoted, more_due = 0, 0, false
+local started_us = clock_us()
+while looked < promote_limit do
+  local want_ids = math.min(PROMOTE_CHUNK, promote_limit - looked)
+  local got_ids, moved = promote_chunk(want_ids)
+  looked, promoted = looked + got_ids, promoted + moved
+  if got_ids < want_ids then break end  -- nothing more is due
+  if looked >= promote_limit or (promoted > 0 and clock_us() - started_us >= budget_us) then
+    more_due = true
+    break
   end
 end
 
@@ -104,8 +147,8 @@ if redis.call('LLEN', high) + redis.call('LLEN', normal) + redis.call('LLEN', lo
   wake(marker, 0)
 end
 local wait_ms = -1
-if #due_ids >= promote_limit then
-  wait_ms = 0  -- more are due than one call promotes
+if more_due then
+  wait_ms = 0  -- more may be due than this call promoted
 else
   local nxt = redis.call('ZRANGEBYSCORE', delayed, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
   if nxt[2] then wait_ms = tonumber(nxt[2]) - now end
