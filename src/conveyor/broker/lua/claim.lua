@@ -118,15 +118,19 @@ local out = {}
 local got = 0
 local function lease_job(id)
   local jobkey = prefix .. id
-  if redis.call('EXISTS', jobkey) == 0 then return end
-  local attempt = redis.call('HINCRBY', jobkey, 'attempt', 1)
-  redis.call('HSET', jobkey, 'status', 'active', 'worker', worker, 'started', now)
+  -- One read and one write per job: the attempt (the fencing token) and the event sequence
+  -- are counted here rather than by HINCRBY, in the same atomic script.
+  local f = redis.call('HMGET', jobkey, 'type', 'args', 'max_attempts', 'timeout',
+    'priority', 'created', 'failures', 'due', 'meta', 'ukey', 'attempt', 'seq')
+  if not f[1] then return end  -- the job's hash is gone (every job has a type)
+  local attempt = (tonumber(f[11]) or 0) + 1
+  local seq = (tonumber(f[12]) or 0) + 1
+  redis.call('HSET', jobkey, 'status', 'active', 'worker', worker, 'started', now,
+    'attempt', attempt, 'seq', seq)
   redis.call('ZADD', active, now + lease, id)
   redis.call('SADD', held, id)
-  local f = redis.call('HMGET', jobkey, 'type', 'args', 'max_attempts', 'timeout',
-    'priority', 'created', 'failures', 'due', 'meta', 'ukey')
   emit(events, maxlen, jobkey, id, 'active', 'active', now,
-    {'type', f[1], 'attempt', attempt, 'worker', worker})
+    {'type', f[1], 'attempt', attempt, 'worker', worker}, seq)
   local job = {id, attempt}
   for k = 1, 10 do job[k + 2] = f[k] or '' end
   out[#out + 1] = job

@@ -41,18 +41,21 @@ local now = q.now
 local function complete(id, token, result)
   local jobkey = prefix .. id
   redis.call('SREM', held, id)
-  local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'worker', 'ukey')
+  local f = redis.call('HMGET', jobkey, 'status', 'attempt', 'type', 'worker', 'ukey',
+    'limit', 'seq')
   if not f[1] then return -2 end
   if f[1] ~= 'active' or f[2] ~= token then
     redis.call('HINCRBY', jobkey, 'stale', 1)
     return -1
   end
-  redis.call('HSET', jobkey, 'status', 'completed', 'result', result, 'finished', now)
+  local seq = (tonumber(f[7]) or 0) + 1  -- counted here: one HSET for the state and seq
+  redis.call('HSET', jobkey, 'status', 'completed', 'result', result, 'finished', now,
+    'seq', seq)
   redis.call('ZREM', active, id)
-  free_slot(q, jobkey, id)
+  free_slot(q, jobkey, id, f[6])
   retire(q, jobkey, id, 'completed', f[5])
   emit(events, maxlen, jobkey, id, 'completed', 'completed', now,
-    {'type', f[3], 'attempt', token, 'worker', f[4], 'result', result})
+    {'type', f[3], 'attempt', token, 'worker', f[4], 'result', result}, seq)
   settle_children(q, id, true)
   return 1
 end

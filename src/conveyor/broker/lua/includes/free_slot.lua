@@ -4,9 +4,10 @@
 -- lease would have ended (at least a second): a job claimed meanwhile cannot take it, so
 -- parked jobs start in the order they came. q holds the queue's names: prefix, high,
 -- normal, low, marker, events, maxlen, now. The waiter is pushed on its ready list before it
--- leaves the waiting list.
-local function free_slot(q, jobkey, id)
-  local slots = redis.call('HGET', jobkey, 'limit')
+-- leaves the waiting list. `slots`, when given, is the job's 'limit' field the caller
+-- already read (false: none).
+local function free_slot(q, jobkey, id, slots)
+  if slots == nil then slots = redis.call('HGET', jobkey, 'limit') end
   if not slots then return end
   redis.call('HDEL', jobkey, 'limit')
   local held_until = tonumber(redis.call('ZSCORE', slots, id) or 0) or 0
