@@ -13,7 +13,8 @@ running the per-second cron job ``chaos_tick``, and the driver's producer (direc
 Faults, one after the other with normal running between them (``chaos.redis_faults``):
 an outage longer than every client retry window (SIGTERM, down, restart on the same AOF),
 an OOM window, READONLY (the server turned replica and back, no write lost), BUSY (a script
-past the busy threshold, then SCRIPT KILL), LOADING (a restart on a slow-loading dataset), an
+past the busy threshold, then SCRIPT KILL), LOADING (a restart on a slow-loading dataset),
+MISCONF (a snapshot that failed, as on a full disk: writes refused until one succeeds), an
 event-loop stall (``time.sleep`` in an async handler), a paused network path, and connection
 resets. The checker is chaos.run's (lost = 0, every duplicate attributed to a fault) plus the
 rules of this run: no poison pill and no duplicate from the stall (no worker dies here), the
@@ -75,7 +76,7 @@ HEARTBEAT_TTL = 5.0  # the default
 # fault ends: the fault is still the cause.
 AFTERMATH = HEARTBEAT_TTL + 3.0
 REFIRE_S = 8.0  # cron must fire again this soon after Redis is back
-REDIS_SIDE = ("outage", "oom", "readonly", "busy", "loading")
+REDIS_SIDE = ("outage", "oom", "readonly", "busy", "loading", "misconf")
 MUST_BE_ZERO = ("stall",)  # a live worker is never judged dead: no duplicates from these
 
 
@@ -98,18 +99,20 @@ class ProdConfig(ChaosConfig):
     readonly: float = 8.0
     busy: float = 4.0  # the heartbeat TTL is 5 s: a longer BUSY is a (real) silence
     loading: float = 4.0
+    misconf: float = 8.0
     stall: float = 8.0
     pause: float = 8.0
     cuts: int = 5
-    faults: tuple[str, ...] = ("outage", "oom", "readonly", "busy", "loading", "stall",
-                               "pause", "cut")
+    faults: tuple[str, ...] = ("outage", "oom", "readonly", "busy", "loading", "misconf",
+                               "stall", "pause", "cut")
     tail: float = 6.0  # normal running after the last fault (cron ticks, the last jobs)
 
 
 def short_config(**overrides: Any) -> ProdConfig:
     """The CI tier: every fault, the outage still past every retry window."""
     values: dict[str, Any] = {"gap": 2.0, "outage": 12.0, "oom": 3.0, "readonly": 3.0,
-                              "busy": 3.0, "loading": 2.5, "stall": 8.0, "pause": 6.0,
+                              "busy": 3.0, "loading": 2.5, "misconf": 3.0, "stall": 8.0,
+                              "pause": 6.0,
                               "cuts": 3, "tail": 4.0, "rate": 80.0}
     return ProdConfig(**{**values, **overrides})
 
@@ -218,7 +221,8 @@ class ProdDriver(Driver):
     async def inject_all(self) -> None:
         actions: dict[str, Callable[[Fault], Awaitable[None]]] = {
             "outage": self.outage, "oom": self.redis_side, "readonly": self.redis_side,
-            "busy": self.redis_side, "loading": self.redis_side, "stall": self.stall,
+            "busy": self.redis_side, "loading": self.redis_side, "misconf": self.redis_side,
+            "stall": self.stall,
             "pause": self.pause, "cut": self.cut}
         for fault in self.faults:
             await asyncio.sleep(self.pcfg.gap)  # normal running between faults
@@ -242,6 +246,7 @@ class ProdDriver(Driver):
             "readonly": lambda: redis_faults.readonly(server, c.readonly),
             "busy": lambda: redis_faults.busy(server, c.busy),
             "loading": lambda: redis_faults.loading(server, c.loading),
+            "misconf": lambda: redis_faults.misconf(server, c.misconf),
         }
         result = await asyncio.to_thread(calls[fault.kind])
         fault.detail = {"result": result}
@@ -429,6 +434,8 @@ def describe(f: Fault) -> str:
         "readonly": "turned into a replica of its own synced copy (PSYNC), then primary again",
         "busy": "a script looping past busy-reply-threshold (100 ms), then SCRIPT KILL",
         "loading": f"restart on a slow-loading AOF: not answering for {d.get('result') or 0:.1f} s",
+        "misconf": "a snapshot child killed (SIGKILL): MISCONF to every write until a "
+                   "snapshot succeeded",
         "stall": f"job {d.get('job', '')[:8]}: time.sleep in an async handler, " + (
             f"loop blocked {d['blocked_s']} s" if d.get("blocked_s") else "never ran"),
         "pause": "proxy stops forwarding, sockets open",

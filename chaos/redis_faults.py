@@ -10,7 +10,10 @@ that lasts the fault and leaves the server as it found it, its data intact:
 - ``busy``: a script that loops for ``seconds`` past a lowered ``busy-reply-threshold``
   (every other command meets ``-BUSY``), then ``SCRIPT KILL``;
 - ``loading``: a restart whose AOF takes seconds to load (padding keys in DB 15 and
-  ``key-load-delay``): every command meets ``-LOADING`` meanwhile.
+  ``key-load-delay``): every command meets ``-LOADING`` meanwhile;
+- ``misconf``: a snapshot that failed, as on a full or failing disk: with
+  ``stop-writes-on-bgsave-error`` (Redis's default) every write and every script call meets
+  ``-MISCONF`` until a snapshot succeeds again.
 
 Used by ``chaos.prodfaults`` (``make chaos`` and the CI tier) and by ``tests/faults``.
 """
@@ -22,7 +25,9 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -91,6 +96,61 @@ def busy(server: RedisServer, seconds: float, threshold_ms: int = 100) -> None:
         r.config_set("busy-reply-threshold", before)
     finally:
         r.close()
+
+
+def misconf(server: RedisServer, seconds: float) -> None:
+    """``seconds`` of ``-MISCONF`` to every write and script call (``writes_stopped``)."""
+    with writes_stopped(server):
+        time.sleep(seconds)  # the fault itself
+
+
+@contextlib.contextmanager
+def writes_stopped(server: RedisServer) -> Iterator[None]:
+    """A background save that fails; inside the block every write and script call meets
+    ``-MISCONF``; at the end a save that succeeds lets writes in again. The failure is real:
+    a BGSAVE child slowed by ``rdb-key-save-delay`` and killed with SIGKILL, as the kernel's
+    OOM killer ends a snapshot child; Redis then stops writes exactly as it does when the
+    disk is full. The save points are set for the fault (Redis stops writes only when it
+    has some) and put back after."""
+    import psutil
+
+    r = client(server)
+    try:
+        before = r.config_get("save")["save"]
+        r.config_set("save", "3600 1")
+        r.config_set("stop-writes-on-bgsave-error", "yes")
+        r.config_set("rdb-key-save-delay", 1_000_000)  # a second per key it writes
+        pad = client(server, PAD_DB)
+        pad.set("conveyor-fault-misconf", "1")  # a key to write, if the data set has none
+        r.bgsave()
+        assert server.proc is not None
+        parent = psutil.Process(server.proc.pid)
+        wait_until(parent.children, 30, "the snapshot child")
+        for child in parent.children():
+            child.kill()
+        wait_until(lambda: _persistence(r)["rdb_last_bgsave_status"] == "err", 30,
+                   "the failed snapshot")
+        try:
+            yield
+        finally:
+            r.config_set("rdb-key-save-delay", 0)
+            wait_until(lambda: not _persistence(r)["rdb_bgsave_in_progress"], 30,
+                       "the killed snapshot to be reaped")
+            r.bgsave()
+            wait_until(lambda: _saved(_persistence(r)), 60, "a snapshot that succeeds")
+            r.config_set("save", before)
+            pad.delete("conveyor-fault-misconf")
+            pad.close()
+    finally:
+        r.close()
+
+
+def _persistence(r: redis.Redis) -> dict[str, Any]:
+    return r.info("persistence")  # type: ignore[return-value]
+
+
+def _saved(info: dict[str, Any]) -> bool:
+    return info["rdb_last_bgsave_status"] == "ok" and not info["rdb_bgsave_in_progress"]
 
 
 def _loop_script(server: RedisServer) -> None:

@@ -2,7 +2,8 @@
 
 - ``is_transient`` is the one place that decides what a passing fault is: connection and
   timeout errors, and the error replies a healthy deployment gives for a while (OOM,
-  READONLY after a fail-over, BUSY, LOADING, MASTERDOWN, TRYAGAIN, CLUSTERDOWN, ...).
+  READONLY after a fail-over, BUSY, LOADING, MISCONF while snapshots fail (a full disk),
+  MASTERDOWN, TRYAGAIN, CLUSTERDOWN, ...).
 - A transient error backs the loop off with full jitter and retries it forever; the outage
   is logged once when it starts and once when the loop succeeds again.
 - Anything else is a bug or a broken deployment: logged with its traceback, and the loop is
@@ -41,7 +42,7 @@ log = logging.getLogger("conveyor.supervise")
 # Error replies that a healthy deployment gives for a while: they pass without a restart.
 TRANSIENT_CLASSES = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError,
                      OutOfMemoryError, ReadOnlyError, ClusterDownError, TryAgainError)
-TRANSIENT_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN",
+TRANSIENT_REPLIES = ("OOM", "READONLY", "BUSY", "LOADING", "MISCONF", "MASTERDOWN", "TRYAGAIN",
                      "CLUSTERDOWN", "NOREPLICAS", "NOTBUSY", "MOVED", "ASK", "UNBLOCKED")
 EXIT_LOOP_FAILED = 70  # EX_SOFTWARE: a loop kept failing on something that is not an outage
 
@@ -56,11 +57,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TRANSIENT_CLASSES):
         return True
     if isinstance(exc, ResponseError):
-        return _reply_code(str(exc)) in TRANSIENT_REPLIES
+        return reply_code(str(exc)) in TRANSIENT_REPLIES
     return False
 
 
-def _reply_code(message: str) -> str:
+def reply_code(message: str) -> str:
     """The error reply's code; a pipeline wraps it: "Command # 1 (...) of pipeline caused
     error: ('BUSY ...')" (redis-py), so look inside that too."""
     marker = "of pipeline caused error: "

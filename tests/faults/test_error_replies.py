@@ -1,9 +1,9 @@
-"""A worker meets the error replies a production Redis gives while it is unwell - OOM,
-READONLY, BUSY, LOADING - mid-way through a batch, and comes through: no accepted job lost,
-none run twice (the lease outlasts every fault here, so no re-run is ever needed), its
-heartbeat lands again, and after the fault it claims, renews (a job longer than the lease)
-and acknowledges jobs (DESIGN.md section 9: transient errors to back off from, never the end
-of a loop).
+"""A worker meets the error replies a production Redis gives while it is unwell - OOM, READONLY,
+BUSY, LOADING, MISCONF (a failed snapshot: a full disk) - mid-way through a batch, and comes
+through: no accepted job lost, none run twice (the lease outlasts every fault here, so no re-run
+is ever needed), its heartbeat lands again, and after the fault it claims, renews (a job longer
+than the lease) and acknowledges jobs (DESIGN.md section 9: transient errors to back off from,
+never the end of a loop).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ FAULTS: dict[str, Callable[[RedisServer], object]] = {
     "readonly": lambda server: redis_faults.readonly(server, FAULT_SECONDS),
     "busy": lambda server: redis_faults.busy(server, FAULT_SECONDS),
     "loading": lambda server: redis_faults.loading(server, 2.5),
+    "misconf": lambda server: redis_faults.misconf(server, FAULT_SECONDS),
 }
 
 

@@ -24,6 +24,7 @@ FAULTS: dict[str, tuple[Callable[[RedisServer], object], str]] = {
     "readonly": (lambda s: redis_faults.readonly(s, 1.0), "-READONLY"),
     "busy": (lambda s: redis_faults.busy(s, 1.0), "-BUSY"),
     "loading": (lambda s: redis_faults.loading(s, 1.5), "-LOADING"),
+    "misconf": (lambda s: redis_faults.misconf(s, 1.0), "-MISCONF"),
 }
 
 
@@ -55,6 +56,7 @@ def test_injector_produces_its_reply_and_keeps_every_write(
     server: RedisServer, fault: str
 ) -> None:
     r = redis.Redis(port=server.port, decode_responses=True)
+    save = r.config_get("save")["save"]
     r.mset({f"k{i}": str(i) for i in range(2000)})
     r.rpush("list", *range(500))
     stop, seen = threading.Event(), set[str]()
@@ -74,4 +76,6 @@ def test_injector_produces_its_reply_and_keeps_every_write(
     assert r.set("after", "1")  # writable again
     assert r.config_get("maxmemory")["maxmemory"] == "0"
     assert int(r.config_get("busy-reply-threshold")["busy-reply-threshold"]) == 5000
+    assert r.config_get("save")["save"] == save
+    assert r.config_get("rdb-key-save-delay")["rdb-key-save-delay"] == "0"
     assert r.dbsize() == 2000 + 3  # k*, list, probe, after (the padding was in DB 15)

@@ -23,6 +23,7 @@ FAULTS: dict[str, Callable[[RedisServer], object]] = {
     "readonly": lambda server: redis_faults.readonly(server, FAULT_SECONDS),
     "busy": lambda server: redis_faults.busy(server, FAULT_SECONDS),
     "loading": lambda server: redis_faults.loading(server, FAULT_SECONDS),
+    "misconf": lambda server: redis_faults.misconf(server, FAULT_SECONDS),
 }
 
 
