@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -27,6 +28,7 @@ from conveyor.errors import (
     JobNotFound,
     ValidationError,
 )
+from conveyor.supervise import is_transient, reply_code
 
 log = logging.getLogger("conveyor.api")
 
@@ -159,6 +161,20 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
                           "Redis is unreachable; retry shortly", None, [("Retry-After", "1")])
 
 
+async def _redis_refused(request: Request, exc: Exception) -> Response:
+    """An error reply: one that passes by itself (OOM, READONLY, BUSY, LOADING, MISCONF, ...:
+    ``supervise.is_transient``) is a 503 to retry, like Redis being unreachable; any other
+    is a bug of ours."""
+    if not is_transient(exc):
+        return await _unexpected(request, exc)
+    log.warning("Redis refuses commands for now: %s", exc)
+    # redis-py names some replies by class and strips their code from the message.
+    code = reply_code(str(exc)) if type(exc) is ResponseError else type(exc).__name__
+    return error_response(503, "redis_unavailable",
+                          f"Redis refuses commands for now ({code}); nothing was written; "
+                          "retry shortly", None, [("Retry-After", "1")])
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "unexpected server error; it has been logged")
@@ -177,6 +193,7 @@ def install_handlers(app: FastAPI) -> None:
         (StarletteHTTPException, _http_error),
         (RedisConnectionError, _redis_down),
         (RedisTimeoutError, _redis_down),
+        (ResponseError, _redis_refused),
         (Exception, _unexpected),
     ]
     for exc_type, handler in handlers:

@@ -1,0 +1,53 @@
+"""Submissions while Redis refuses writes for a while - OOM (maxmemory reached), MISCONF (a
+snapshot failed: a full or failing disk), READONLY (a primary turned replica) - answer 503
+with Retry-After, never a 500, and write nothing; once the fault passes they go through."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from chaos import redis_faults
+from conveyor.api import create_app
+from conveyor.embedded import RedisServer
+from tests.api.conftest import ADMIN_KEY, auth, make_conveyor, running
+from tests.api.test_ratelimit import client_for
+
+
+@contextlib.contextmanager
+def oom(server: RedisServer) -> Iterator[None]:
+    r = redis_faults.client(server)
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        r.config_set("maxmemory", 0)
+        r.close()
+
+
+FAULTS: dict[str, Callable[[RedisServer], contextlib.AbstractContextManager[None]]] = {
+    "oom": oom,
+    "misconf": redis_faults.writes_stopped,
+}
+JOB = {"type": "resize", "args": {"image_id": "a", "width": 1}}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_submit_while_writes_are_refused(redis_server: RedisServer, fault: str) -> None:
+    conveyor = make_conveyor(redis_server.url)
+    app = create_app(conveyor, open_store=False, admin_key=ADMIN_KEY)
+    async with running(app), client_for(app, **auth(ADMIN_KEY)) as c:
+        with FAULTS[fault](redis_server):
+            single = await c.post("/api/jobs", json=JOB)
+            bulk = await c.post("/api/jobs/bulk", json={"jobs": [JOB, JOB]})
+            for r in (single, bulk):
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "redis_unavailable"
+                assert r.headers["Retry-After"]
+        assert await conveyor.redis.llen(conveyor.keys.queue("default").ready("normal")) == 0
+        after = await c.post("/api/jobs", json=JOB)
+        assert after.status_code in (200, 201, 202), after.text
+    await conveyor.close()
