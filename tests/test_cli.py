@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from chaos import redis_faults
 from conveyor import Conveyor, JobFailed
 from conveyor.embedded import RedisServer, free_port
 from conveyor.scheduler.cron import parse_schedule
@@ -263,6 +264,25 @@ async def test_a_wait_that_times_out_exits_3(any_redis: RedisServer) -> None:
                                           "--app", "tests.apps.basic:app")
     assert status == 3 and "timed out" in out and "Traceback" not in out, out
     assert seconds < LIMIT
+
+
+async def test_enqueue_while_redis_refuses_writes_says_so(redis_server: RedisServer) -> None:
+    """An error reply that passes by itself (here OOM: maxmemory reached) is not "cannot
+    reach Redis / start Redis": the command says Redis refuses commands for now and to
+    retry, exits 1, and writes nothing."""
+    r = redis_faults.client(redis_server)
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)
+    try:
+        status, out, _ = await conveyor(redis_server.url, "enqueue", "record", "--args",
+                                        '{"n": 1}', "--app", "tests.apps.basic:app")
+    finally:
+        r.config_set("maxmemory", 0)
+    assert status == 1 and "Traceback" not in out, out
+    assert "refuses commands for now" in out and "Retry shortly" in out, out
+    assert "Start Redis" not in out, out
+    assert r.dbsize() == 0
+    r.close()
 
 
 async def test_schedules_commands(any_redis: RedisServer) -> None:

@@ -23,7 +23,7 @@ import typer
 import typer.core
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -124,12 +124,23 @@ async def _ping_until(url: str, wait: float) -> None:
 
 def unreachable(url: str, exc: BaseException) -> typer.Exit:
     """Print why Redis cannot be used and how to fix it; the exit to raise."""
-    what = "cannot reach Redis" if is_transient(exc) else "Redis refused the command"
     reason = describe(exc).rstrip(".")
+    if isinstance(exc, ResponseError):  # it answers, with an error reply
+        if is_transient(exc):
+            what = "Redis refuses commands for now"
+            hint = ("Retry shortly: this passes by itself. The Redis log says why (memory at "
+                    "maxmemory, a failed snapshot or a full disk, a fail-over, a load); "
+                    "CONVEYOR_REDIS_URL names the server.")
+        else:
+            what = "Redis refused the command"
+            hint = ("Check the ACL user's permissions (docs/operations.md) and that the "
+                    "server is Redis 6.2+ or Valkey; CONVEYOR_REDIS_URL names the server.")
+    else:
+        what = "cannot reach Redis"
+        hint = "Start Redis (or `conveyor up`), or set CONVEYOR_REDIS_URL to where it runs."
     err.print(f"[red]error:[/red] {what} at {escape(redact(url))} ({escape(reason)}).",
               soft_wrap=True)
-    err.print("Start Redis (or `conveyor up`), or set CONVEYOR_REDIS_URL to where it runs.",
-              soft_wrap=True)
+    err.print(hint, soft_wrap=True)
     return typer.Exit(EXIT_RUNTIME)
 
 
