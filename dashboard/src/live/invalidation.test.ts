@@ -80,6 +80,36 @@ describe("Invalidator", () => {
     unsubscribe();
   });
 
+  it("re-reads only what some query holds, however many jobs the events name", async () => {
+    // The overview under load: 300 new jobs a second, three events each. A view per job named
+    // made every event scan thousands of views, and the page fell seconds behind.
+    const held = [queryKeys.stats, queryKeys.queues, queryKeys.workers];
+    const unsubscribe = held.map((queryKey) => new QueryObserver(client, {
+      queryKey, queryFn: () => Date.now(),
+    }).subscribe(() => undefined));
+    client.setQueryData(queryKeys.job("j7"), { id: "j7" });  // a job page seen before
+    await vi.advanceTimersByTimeAsync(0);
+    const reread: string[] = [];
+    const invalidate = client.invalidateQueries.bind(client);
+    client.invalidateQueries = (filters, options) => {
+      reread.push(JSON.stringify(filters?.queryKey));
+      return invalidate(filters, options);
+    };
+    const inv = new Invalidator(client);
+    let n = 0;
+    for (let tenth = 0; tenth < 100; tenth += 1) {  // 10 s
+      for (let i = 0; i < 90; i += 1, n += 1) {
+        const name = ["submitted", "active", "completed"][n % 3]!;
+        inv.onEvent({ ...event(n), job: `j${Math.floor(n / 3)}`, event: name, status: "active" });
+      }
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(new Set(reread)).toEqual(new Set([...held, queryKeys.job("j7")].map((k) => JSON.stringify(k))));
+    expect(reread.length).toBeLessThanOrEqual(4 * 12);  // one read a second each, and a trailing one
+    inv.stop();
+    unsubscribe.forEach((stop) => stop());
+  });
+
   it("says how far behind the events the views are", async () => {
     const { unsubscribe } = slowQueues(client, 200);
     await vi.advanceTimersByTimeAsync(200);

@@ -8,7 +8,8 @@
  * in flight at a time: reads start at most once per FLUSH_MS, the next only after the last
  * has landed (so a slow API is asked less often), with a pause of half its time after a read
  * slower than SLOW_MS, and FLUSH_MS doubled per failed read in a row, up to MAX_BACKOFF_MS.
- * A slow view never holds back a fast one. The invalidator also
+ * A slow view never holds back a fast one, and only keys some query holds are tracked (an
+ * event's work must not grow with the number of jobs seen). The invalidator also
  * says how far behind the events the screen is (`Freshness`), which the live badge shows.
  */
 import type { QueryClient, QueryKey } from "@tanstack/react-query";
@@ -100,8 +101,8 @@ export class Invalidator {
     }
     const now = this.now();
     for (const queryKey of keysForEvent(event)) {
-      const view = this.view(queryKey);
-      if (view.dirtySince !== null) continue;
+      const view = this.viewShown(queryKey);
+      if (view === null || view.dirtySince !== null) continue;
       view.dirtySince = now;
       // A burst's first event waits FLUSH_MS, so the burst is read once.
       view.notBefore = Math.max(view.notBefore, now + FLUSH_MS);
@@ -143,15 +144,23 @@ export class Invalidator {
 
   readonly getSnapshot = (): Freshness => this.freshness;
 
-  private view(queryKey: QueryKey): View {
+  /** The view of a key some query holds (null: none does, so there is nothing to re-read).
+   * Every event names its job, so under load a view per job seen would pile up by the
+   * thousand, and each event's work, which scans the views, with them. */
+  private viewShown(queryKey: QueryKey): View | null {
     const id = JSON.stringify(queryKey);
     let view = this.views.get(id);
     if (view === undefined) {
+      if (!this.isHeld(queryKey)) return null;
       view = { queryKey, dirtySince: null, readingSince: null, reading: false, failures: 0,
                tookMs: 0, notBefore: 0 };
       this.views.set(id, view);
     }
     return view;
+  }
+
+  private isHeld(queryKey: QueryKey): boolean {
+    return this.queryClient.getQueryCache().findAll({ queryKey }).length > 0;
   }
 
   private refreshFreshness(lastRead?: number): void {
@@ -215,6 +224,10 @@ export class Invalidator {
       view.notBefore = landed + this.nextDelay(view.queryKey);
       this.refreshFreshness(landed);
       this.trail(view.queryKey);
+      // Its queries are gone (the page showing them was left and they were collected).
+      if (view.dirtySince === null && !this.isHeld(view.queryKey)) {
+        this.views.delete(JSON.stringify(view.queryKey));
+      }
     }
     this.schedule();
   }
