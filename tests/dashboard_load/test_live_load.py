@@ -1,8 +1,9 @@
 """Under a steady stream of jobs the overview keeps moving: a producer and a worker run
 against the ``conveyor up`` of the other dashboard tests for two minutes, and the numbers
-the overview reads from the API change at least every 3 s, or the page knows it is behind
-the events and never stands still 15 s (before, every re-read was cancelled by the next one
-while the API was slow, and the page froze saying "Live").
+the overview reads from the API change at least every 3 s, and the page never falls so far
+behind the events that its live badge says "Behind" (before, every re-read was cancelled by
+the next one while the API was slow, and the page froze saying "Live"; later, the page's
+work per event grew with every job it had seen, and it fell 7 s behind on the CI machine).
 
 The page cannot show a change the API has not made: the test also polls the API's own
 count, and where that stood still longer (the history store records events a moment after
@@ -33,7 +34,7 @@ RATE = int(os.environ.get("CONVEYOR_TEST_LOAD_RATE", "300"))
 SECONDS = 120.0
 WARMUP = 10.0
 MAX_GAP = 3.0
-FREEZE = 15.0  # a standstill this long is a frozen page, whatever the badge says
+BEHIND_BADGE_MS = 5000  # past this the badge says "Behind" (LiveProvider.tsx BEHIND_AFTER_MS)
 ONE_REFRESH = 2.0  # the 1 s pace and a read, on a loaded machine
 PACE = 1.0  # the overview's pause between reads of /api/stats
 POLL = 0.5  # how often the test reads the API's own count
@@ -150,15 +151,14 @@ def test_overview_numbers_keep_changing_under_steady_load(
     # (a clean-clone run failed at 4.4 s against 4.1 allowed, the page's slowest read 1.4 s).
     refresh = max(ONE_REFRESH, PACE + reads[-1] / 1000)
     allowed = max(MAX_GAP, max(server_gaps, default=0) + POLL + refresh)
-    # Longer standstills happen on the loaded 2-core CI machine (5.3 s once, with the API's
-    # own count still for 1.3 s at most, the page 7.3 s behind the events it had). The page
-    # must then know it (its freshness measure, the live badge's data-behind-ms, which turns
-    # the badge to "behind" past 5 s); the bug this test guards against froze the page while
-    # it counted itself live. And it must never freeze.
+    # The page kept a view per job any event named and scanned them all on every event, so
+    # at 300 jobs/s its event handling grew until it stood still for 5.3 s on the loaded CI
+    # machine, 7.3 s behind the events it had (fixed in dashboard/src/live/invalidation.ts:
+    # views only for keys a query holds). Neither may come back.
     for start, end in itertools.pairwise(changes):
-        if (end - start) / 1000 > allowed:
-            said = max((ms for t, ms in samples if start <= t <= end), default=0)
-            assert said >= 1000, (f"the overview's numbers stood still for "
-                                  f"{(end - start) / 1000:.1f} s while the page said it was live")
-    assert max(gaps) <= FREEZE, f"the overview's numbers stood still for {max(gaps):.1f} s"
+        assert (end - start) / 1000 <= allowed, (
+            f"the overview's numbers stood still for {(end - start) / 1000:.1f} s "
+            f"(allowed {allowed:.1f} s)")
+    assert max(behind) < BEHIND_BADGE_MS, (
+        f"the page fell {max(behind) / 1000:.1f} s behind the events: its badge said Behind")
     assert sorted(gaps)[len(gaps) // 2] <= ONE_REFRESH, "the overview lagged its refreshes"
