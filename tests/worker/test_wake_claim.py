@@ -128,3 +128,26 @@ async def test_a_worker_quieted_while_it_waits_leases_nothing_on_its_wake_up(
         assert started.empty()
         await set_quiet(app, worker.id, False)  # resumes within a block (3 s here)
         await asyncio.wait_for(started.get(), 30)
+
+
+async def test_a_picked_up_job_starts_before_the_next_claim_is_sent(
+        any_redis: RedisServer, admin: Redis) -> None:
+    """After its wake-up the fetcher lets the jobs it leased start before it packs and
+    sends its next claim, so the handler does not wait behind that work."""
+    async with waiting_worker(any_redis.url, admin, 5.0) as (app, _, _, _):
+        order: list[str] = []
+
+        @app.job(queue="q")
+        async def note() -> None:
+            order.append("handler")
+
+        claim = app.broker.claim
+
+        async def noted(*args: object, **kwargs: object) -> object:
+            order.append("claim")
+            return await claim(*args, **kwargs)  # type: ignore[arg-type]
+
+        app.broker.claim = noted  # type: ignore[method-assign]
+        await app.enqueue("note")
+        await asyncio.wait_for(until(lambda: "handler" in order and "claim" in order), 15)
+        assert order[0] == "handler", order

