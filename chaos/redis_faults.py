@@ -114,34 +114,35 @@ def writes_stopped(server: RedisServer) -> Iterator[None]:
     has some) and put back after."""
     import psutil
 
-    r = client(server)
+    r, pad = client(server), client(server, PAD_DB)
     try:
-        before = r.config_get("save")["save"]
-        r.config_set("save", "3600 1")
-        r.config_set("stop-writes-on-bgsave-error", "yes")
-        r.config_set("rdb-key-save-delay", 1_000_000)  # a second per key it writes
-        pad = client(server, PAD_DB)
-        pad.set("conveyor-fault-misconf", "1")  # a key to write, if the data set has none
-        r.bgsave()
-        assert server.proc is not None
-        parent = psutil.Process(server.proc.pid)
-        wait_until(parent.children, 30, "the snapshot child")
-        for child in parent.children():
-            child.kill()
-        wait_until(lambda: _persistence(r)["rdb_last_bgsave_status"] == "err", 30,
-                   "the failed snapshot")
+        saved = {name: r.config_get(name)[name]
+                 for name in ("save", "stop-writes-on-bgsave-error", "rdb-key-save-delay")}
         try:
+            r.config_set("save", "3600 1")
+            r.config_set("stop-writes-on-bgsave-error", "yes")
+            r.config_set("rdb-key-save-delay", 1_000_000)  # a second per key it writes
+            pad.set("conveyor-fault-misconf", "1")  # a key to write, if the data set has none
+            r.bgsave()
+            assert server.proc is not None
+            parent = psutil.Process(server.proc.pid)
+            wait_until(parent.children, 30, "the snapshot child")
+            for child in parent.children():
+                child.kill()
+            wait_until(lambda: _persistence(r)["rdb_last_bgsave_status"] == "err", 30,
+                       "the failed snapshot")
             yield
-        finally:
+        finally:  # put everything back, even when the fault did not start as planned
             r.config_set("rdb-key-save-delay", 0)
             wait_until(lambda: not _persistence(r)["rdb_bgsave_in_progress"], 30,
                        "the killed snapshot to be reaped")
             r.bgsave()
             wait_until(lambda: _saved(_persistence(r)), 60, "a snapshot that succeeds")
-            r.config_set("save", before)
+            for name in ("save", "stop-writes-on-bgsave-error", "rdb-key-save-delay"):
+                r.config_set(name, saved[name])
             pad.delete("conveyor-fault-misconf")
-            pad.close()
     finally:
+        pad.close()
         r.close()
 
 
