@@ -63,6 +63,16 @@ def outage(server: RedisServer, seconds: float) -> float:
 
 def oom(server: RedisServer, seconds: float) -> int:
     """``maxmemory`` below the memory in use for ``seconds``; returns the limit used."""
+    with memory_full(server) as limit:
+        time.sleep(seconds)  # the fault itself
+    return limit
+
+
+@contextlib.contextmanager
+def memory_full(server: RedisServer) -> Iterator[int]:
+    """Inside the block ``maxmemory`` is half the memory in use (policy ``noeviction``):
+    every write and every script call meets ``-OOM``; the settings are put back after.
+    Yields the limit used."""
     r = client(server)
     try:
         before = r.config_get("maxmemory")["maxmemory"]
@@ -72,11 +82,10 @@ def oom(server: RedisServer, seconds: float) -> int:
         limit = max(1, used // 2)
         r.config_set("maxmemory", limit)
         try:
-            time.sleep(seconds)  # the fault itself
+            yield limit
         finally:
             r.config_set("maxmemory", before)
             r.config_set("maxmemory-policy", policy)
-        return limit
     finally:
         r.close()
 

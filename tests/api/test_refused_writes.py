@@ -1,11 +1,12 @@
 """Submissions while Redis refuses writes for a while - OOM (maxmemory reached), MISCONF (a
-snapshot failed: a full or failing disk), READONLY (a primary turned replica) - answer 503
-with Retry-After, never a 500, and write nothing; once the fault passes they go through."""
+snapshot failed: a full or failing disk), both produced for real - answer 503 with
+Retry-After, never a 500, and write nothing; once the fault passes they go through. (READONLY,
+BUSY and LOADING take the same handler: ``supervise.is_transient``.)"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -15,21 +16,8 @@ from conveyor.embedded import RedisServer
 from tests.api.conftest import ADMIN_KEY, auth, make_conveyor, running
 from tests.api.test_ratelimit import client_for
 
-
-@contextlib.contextmanager
-def oom(server: RedisServer) -> Iterator[None]:
-    r = redis_faults.client(server)
-    r.config_set("maxmemory-policy", "noeviction")
-    r.config_set("maxmemory", 1)
-    try:
-        yield
-    finally:
-        r.config_set("maxmemory", 0)
-        r.close()
-
-
-FAULTS: dict[str, Callable[[RedisServer], contextlib.AbstractContextManager[None]]] = {
-    "oom": oom,
+FAULTS: dict[str, Callable[[RedisServer], contextlib.AbstractContextManager[object]]] = {
+    "oom": redis_faults.memory_full,
     "misconf": redis_faults.writes_stopped,
 }
 JOB = {"type": "resize", "args": {"image_id": "a", "width": 1}}
